@@ -1,0 +1,3 @@
+//! placeholder
+pub mod io_properties;
+pub mod topology;
