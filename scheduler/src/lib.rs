@@ -1,3 +1,6 @@
 //! placeholder
+#![deny(unsafe_code)]
+#[allow(unsafe_code)]
+pub mod engine;
 pub mod io_properties;
 pub mod topology;

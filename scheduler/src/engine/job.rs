@@ -1,0 +1,302 @@
+//! What one shard runs (a closed-loop request stream) and what it measured.
+
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use super::rng::Rng;
+
+/// Read or write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// `pread`/`IORING_OP_READ`.
+    Read,
+    /// `pwrite`/`IORING_OP_WRITE`; buffers hold incompressible, per-request unique data.
+    Write,
+}
+
+/// Where successive requests land.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pattern {
+    /// Back to back from `sequential_start`, wrapping to the region's start at its end.
+    Sequential,
+    /// Uniform multiples of the request size within the region (fio's `norandommap`).
+    Random,
+}
+
+/// One shard's closed-loop job: keep `in_flight` requests outstanding for `ramp + measure`.
+#[derive(Clone, Debug, Serialize)]
+pub struct JobSpec {
+    /// Read or write.
+    pub direction: Direction,
+    /// Sequential or random offsets.
+    pub pattern: Pattern,
+    /// Bytes per request; a multiple of the file's DIO offset alignment.
+    pub request_size: u64,
+    /// Requests kept in flight (queue depth) by this shard.
+    pub in_flight: usize,
+    /// First byte of the file region requests may touch.
+    pub region_start: u64,
+    /// Length of that region, bytes; at least `request_size`.
+    pub region_len: u64,
+    /// Offset of the first sequential request (ignored for random jobs).
+    pub sequential_start: u64,
+    /// Leading time whose completions are dropped (device and cache warm-up).
+    #[serde(with = "secs_f64")]
+    pub ramp: Duration,
+    /// Time over which completions are counted.
+    #[serde(with = "secs_f64")]
+    pub measure: Duration,
+}
+
+/// Completions in one whole second of the measured window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SecondSample {
+    /// Completed requests.
+    pub requests: u64,
+    /// Completed bytes.
+    pub bytes: u64,
+}
+
+/// What one shard measured.
+#[derive(Clone, Debug)]
+pub struct JobResult {
+    /// Requests completed inside the measured window.
+    pub requests: u64,
+    /// Bytes completed inside the measured window.
+    pub bytes: u64,
+    /// Length of the measured window.
+    pub measured: Duration,
+    /// Requests completed during the ramp (dropped from every figure).
+    pub ramp_requests: u64,
+    /// One sample per whole second of the measured window (a trailing partial second is left
+    /// out so every sample covers the same time).
+    pub samples: Vec<SecondSample>,
+    /// Completion latency of measured requests, nanoseconds (submission to reaping).
+    pub latency_ns: Histogram<u64>,
+    /// One past the highest byte written by this job (0 for reads): with `region_start`, the
+    /// part of the file that now holds data.
+    pub written_end: u64,
+    /// Offset where a following sequential job should continue.
+    pub next_offset: u64,
+    /// CPU time (user + system) the shard's thread(s) spent in the job.
+    pub cpu: Duration,
+    /// Requests submitted with a registered (fixed) buffer and file (io_uring only).
+    pub registered: bool,
+}
+
+impl JobResult {
+    /// Requests per second over the measured window.
+    pub fn iops(&self) -> f64 {
+        self.requests as f64 / self.measured.as_secs_f64()
+    }
+
+    /// Bytes per second over the measured window.
+    pub fn bandwidth(&self) -> f64 {
+        self.bytes as f64 / self.measured.as_secs_f64()
+    }
+}
+
+/// Offset generator shared by both engines.
+pub(crate) struct Stream {
+    pattern: Pattern,
+    size: u64,
+    region_start: u64,
+    slots: u64,
+    next_index: u64,
+    rng: Rng,
+}
+
+impl Stream {
+    pub(crate) fn new(job: &JobSpec, seed: u64) -> Self {
+        let slots = (job.region_len / job.request_size).max(1);
+        let first = job.sequential_start.saturating_sub(job.region_start) / job.request_size;
+        Stream {
+            pattern: job.pattern,
+            size: job.request_size,
+            region_start: job.region_start,
+            slots,
+            next_index: first % slots,
+            rng: Rng::new(seed),
+        }
+    }
+
+    /// Offset of the next request.
+    #[inline]
+    pub(crate) fn next_offset(&mut self) -> u64 {
+        let index = match self.pattern {
+            Pattern::Sequential => {
+                let i = self.next_index;
+                self.next_index = if i + 1 == self.slots { 0 } else { i + 1 };
+                i
+            }
+            Pattern::Random => self.rng.below(self.slots),
+        };
+        self.region_start + index * self.size
+    }
+
+    /// Where the next sequential request would start.
+    pub(crate) fn cursor(&self) -> u64 {
+        self.region_start + self.next_index * self.size
+    }
+}
+
+/// Accumulates completions into the ramp / measured window / per-second samples.
+pub(crate) struct Recorder {
+    start: Instant,
+    ramp_end: Instant,
+    end: Instant,
+    size: u64,
+    pub(crate) requests: u64,
+    pub(crate) ramp_requests: u64,
+    per_second: Vec<SecondSample>,
+    hist: Histogram<u64>,
+    written_end: u64,
+}
+
+impl Recorder {
+    pub(crate) fn new(job: &JobSpec, start: Instant) -> Self {
+        let seconds = job.measure.as_secs() as usize + 1;
+        Recorder {
+            start,
+            ramp_end: start + job.ramp,
+            end: start + job.ramp + job.measure,
+            size: job.request_size,
+            requests: 0,
+            ramp_requests: 0,
+            per_second: vec![SecondSample::default(); seconds],
+            // 1 ns .. 1 hour at 3 significant digits; saturating_record clamps outliers.
+            hist: Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("static bounds are valid"),
+            written_end: 0,
+        }
+    }
+
+    /// The time at which submission stops.
+    pub(crate) fn end(&self) -> Instant {
+        self.end
+    }
+
+    /// Records one completed request of `self.size` bytes at `offset`, submitted at `submitted`
+    /// and reaped at `now`.
+    #[inline]
+    pub(crate) fn complete(&mut self, submitted: Instant, now: Instant, offset: u64, write: bool) {
+        if write {
+            self.written_end = self.written_end.max(offset + self.size);
+        }
+        if now < self.ramp_end {
+            self.ramp_requests += 1;
+            return;
+        }
+        if now >= self.end {
+            return;
+        }
+        self.requests += 1;
+        let second = (now - self.ramp_end).as_secs() as usize;
+        if let Some(s) = self.per_second.get_mut(second) {
+            s.requests += 1;
+            s.bytes += self.size;
+        }
+        let ns = now.saturating_duration_since(submitted).as_nanos() as u64;
+        self.hist.saturating_record(ns.max(1));
+    }
+
+    /// Adds another recorder's counts (the threads engine keeps one per worker).
+    pub(crate) fn merge(&mut self, other: &Recorder) {
+        self.requests += other.requests;
+        self.ramp_requests += other.ramp_requests;
+        for (a, b) in self.per_second.iter_mut().zip(&other.per_second) {
+            a.requests += b.requests;
+            a.bytes += b.bytes;
+        }
+        // Same bounds on both sides, so adding cannot fail.
+        let _ = self.hist.add(&other.hist);
+        self.written_end = self.written_end.max(other.written_end);
+    }
+
+    pub(crate) fn finish(self, job: &JobSpec, next_offset: u64, cpu: Duration, registered: bool) -> JobResult {
+        let whole = job.measure.as_secs() as usize;
+        let mut samples = self.per_second;
+        samples.truncate(whole);
+        let _ = self.start;
+        JobResult {
+            requests: self.requests,
+            bytes: self.requests * self.size,
+            measured: job.measure,
+            ramp_requests: self.ramp_requests,
+            samples,
+            latency_ns: self.hist,
+            written_end: self.written_end,
+            next_offset,
+            cpu,
+            registered,
+        }
+    }
+}
+
+mod secs_f64 {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(pattern: Pattern) -> JobSpec {
+        JobSpec {
+            direction: Direction::Read,
+            pattern,
+            request_size: 4096,
+            in_flight: 1,
+            region_start: 8192,
+            region_len: 4 * 4096 + 100,
+            sequential_start: 8192 + 2 * 4096,
+            ramp: Duration::ZERO,
+            measure: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn sequential_wraps_inside_region() {
+        let mut s = Stream::new(&job(Pattern::Sequential), 1);
+        let offs: Vec<u64> = (0..5).map(|_| s.next_offset()).collect();
+        assert_eq!(offs, vec![16384, 20480, 8192, 12288, 16384]);
+        assert_eq!(s.cursor(), 20480);
+    }
+
+    #[test]
+    fn random_stays_aligned_inside_region() {
+        let mut s = Stream::new(&job(Pattern::Random), 3);
+        for _ in 0..1000 {
+            let o = s.next_offset();
+            assert!(o >= 8192 && o + 4096 <= 8192 + 4 * 4096 + 100);
+            assert_eq!(o % 4096, 0);
+        }
+    }
+
+    #[test]
+    fn recorder_drops_ramp_and_tail() {
+        let mut j = job(Pattern::Sequential);
+        j.ramp = Duration::from_secs(1);
+        j.measure = Duration::from_secs(2);
+        let t0 = Instant::now();
+        let mut r = Recorder::new(&j, t0);
+        r.complete(t0, t0 + Duration::from_millis(500), 0, true);
+        r.complete(t0, t0 + Duration::from_millis(1500), 4096, true);
+        r.complete(t0, t0 + Duration::from_millis(2500), 0, true);
+        r.complete(t0, t0 + Duration::from_millis(2600), 0, true);
+        r.complete(t0, t0 + Duration::from_millis(3100), 0, true);
+        let res = r.finish(&j, 0, Duration::ZERO, false);
+        assert_eq!(res.ramp_requests, 1);
+        assert_eq!(res.requests, 3);
+        assert_eq!(res.samples, vec![SecondSample { requests: 1, bytes: 4096 }, SecondSample { requests: 2, bytes: 8192 }]);
+        assert_eq!(res.written_end, 8192);
+        assert!((res.iops() - 1.5).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,283 @@
+//! The I/O engine: one thread per shard, each keeping a fixed number of O_DIRECT requests in
+//! flight on its own file.
+//!
+//! Two back ends share the offset generation and accounting ([`JobSpec`], [`JobResult`]):
+//! - [`EngineKind::Uring`]: one io_uring per shard thread, submissions and completions batched
+//!   per `io_uring_enter`, registered file and buffers; no allocation, lock or extra syscall per
+//!   request.
+//! - [`EngineKind::Threads`]: `in_flight` threads per shard doing blocking `pread`/`pwrite`;
+//!   for when io_uring is forbidden (seccomp, `kernel.io_uring_disabled`).
+//!
+//! Completion latency goes into an HDR histogram (ns); completions are also counted per whole
+//! second of the measured window, so callers can judge how steady a run was.
+
+mod buffer;
+mod file;
+mod job;
+pub mod rng;
+mod threads;
+mod uring;
+
+use std::io;
+use std::os::fd::RawFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+pub use buffer::BufferArena;
+pub use file::TestFile;
+pub use job::{Direction, JobResult, JobSpec, Pattern, SecondSample};
+pub use uring::probe as probe_uring;
+
+/// Which back end submits the requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// io_uring (Linux 5.6+; registered buffers and deferred task-run used where available).
+    Uring,
+    /// Blocking `pread`/`pwrite` from `in_flight` threads per shard.
+    Threads,
+}
+
+impl std::fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EngineKind::Uring => "uring",
+            EngineKind::Threads => "threads",
+        })
+    }
+}
+
+/// Errors of the engine. Each names the operation and the offset or path involved.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// io_uring could not be set up (disabled by sysctl, forbidden by seccomp, too old a kernel).
+    #[error("io_uring is unavailable: {source} (use the threads engine)")]
+    UringUnavailable {
+        /// The `io_uring_setup` error.
+        #[source]
+        source: io::Error,
+    },
+    /// The filesystem refused O_DIRECT.
+    #[error("the filesystem holding {} does not support O_DIRECT: {source}", path.display())]
+    DirectIoUnsupported {
+        /// Directory where the test file was to be created.
+        path: PathBuf,
+        /// The `open` error.
+        #[source]
+        source: io::Error,
+    },
+    /// Creating or sizing a test file failed.
+    #[error("cannot create a test file in {}: {source}", path.display())]
+    File {
+        /// Directory or file path.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// A request completed with an error.
+    #[error("{op} of {len} bytes at offset {offset} failed: {source}")]
+    Io {
+        /// "read" or "write".
+        op: &'static str,
+        /// File offset, bytes.
+        offset: u64,
+        /// Request size, bytes.
+        len: u64,
+        /// The errno the request completed with.
+        #[source]
+        source: io::Error,
+    },
+    /// A request transferred fewer bytes than asked (e.g. a read past the end of the file).
+    #[error("short {op}: {done} of {len} bytes at offset {offset}")]
+    Short {
+        /// "read" or "write".
+        op: &'static str,
+        /// File offset, bytes.
+        offset: u64,
+        /// Request size, bytes.
+        len: u64,
+        /// Bytes transferred.
+        done: u64,
+    },
+    /// `io_uring_enter` failed.
+    #[error("io_uring submission failed: {source}")]
+    Submit {
+        /// The `io_uring_enter` error.
+        #[source]
+        source: io::Error,
+    },
+    /// A shard thread could not be started.
+    #[error("cannot start a shard thread: {source}")]
+    Thread {
+        /// The spawn error.
+        #[source]
+        source: io::Error,
+    },
+    /// Buffer memory could not be allocated.
+    #[error("cannot allocate {bytes} bytes of I/O buffers")]
+    Alloc {
+        /// Bytes asked for.
+        bytes: usize,
+    },
+    /// The job makes no sense (zero depth, request larger than the region, ...).
+    #[error("invalid job: {0}")]
+    InvalidJob(String),
+    /// The stop flag was raised (Ctrl-C); in-flight requests were drained first.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// One shard's work in a phase: a file and a job.
+#[derive(Debug)]
+pub struct ShardPlan<'a> {
+    /// The shard's O_DIRECT file.
+    pub file: &'a TestFile,
+    /// What to run on it.
+    pub job: JobSpec,
+}
+
+/// Runs every plan on its own thread (pinned to a CPU when possible), all starting together,
+/// and returns the results in plan order.
+///
+/// `tick` is called on the calling thread about every 100 ms with the time since the start,
+/// for progress display. Raising `stop` makes every shard stop submitting, drain its in-flight
+/// requests and return [`EngineError::Interrupted`].
+pub fn run_shards(
+    kind: EngineKind,
+    plans: &[ShardPlan<'_>],
+    stop: &AtomicBool,
+    tick: &mut dyn FnMut(Duration),
+) -> Result<Vec<JobResult>, EngineError> {
+    for p in plans {
+        validate(&p.job)?;
+    }
+    let cpus = allowed_cpus();
+    // Shards wait for `go` so that all start together; a failed spawn releases them with
+    // `abort` raised, so they return at once and the spawn error is reported.
+    let go = AtomicBool::new(false);
+    let abort = AtomicBool::new(false);
+    let results: Vec<Result<JobResult, EngineError>> = std::thread::scope(|scope| {
+        let mut handles = Vec::with_capacity(plans.len());
+        let mut spawn_error = None;
+        for (shard, plan) in plans.iter().enumerate() {
+            let (go, abort, cpus) = (&go, &abort, &cpus);
+            let spawned = std::thread::Builder::new().name(format!("shard-{shard}")).spawn_scoped(scope, move || {
+                if !cpus.is_empty() {
+                    pin_to_cpu(cpus[shard % cpus.len()]);
+                }
+                while !go.load(Ordering::Acquire) {
+                    std::thread::yield_now();
+                }
+                if abort.load(Ordering::Acquire) {
+                    return Err(EngineError::Interrupted);
+                }
+                run_job(kind, plan.file.fd(), &plan.job, rng::seed_for(shard), stop)
+            });
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(source) => {
+                    spawn_error = Some(EngineError::Thread { source });
+                    abort.store(true, Ordering::Release);
+                    break;
+                }
+            }
+        }
+        go.store(true, Ordering::Release);
+        let start = Instant::now();
+        while !handles.iter().all(|h| h.is_finished()) {
+            std::thread::sleep(Duration::from_millis(100));
+            tick(start.elapsed());
+        }
+        let mut out: Vec<_> = handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(EngineError::InvalidJob("a shard thread panicked".into()))))
+            .collect();
+        if let Some(e) = spawn_error {
+            out.insert(0, Err(e));
+        }
+        out
+    });
+    results.into_iter().collect()
+}
+
+/// Runs one job on the calling thread.
+pub fn run_job(kind: EngineKind, fd: RawFd, job: &JobSpec, seed: u64, stop: &AtomicBool) -> Result<JobResult, EngineError> {
+    validate(job)?;
+    match kind {
+        EngineKind::Uring => uring::run_job(fd, job, seed, stop),
+        EngineKind::Threads => threads::run_job(fd, job, seed, stop),
+    }
+}
+
+fn validate(job: &JobSpec) -> Result<(), EngineError> {
+    if job.in_flight == 0 {
+        return Err(EngineError::InvalidJob("in-flight depth must be at least 1".into()));
+    }
+    if job.request_size == 0 || job.request_size % 512 != 0 {
+        return Err(EngineError::InvalidJob(format!("request size {} is not a multiple of 512 bytes", job.request_size)));
+    }
+    if job.region_len < job.request_size {
+        return Err(EngineError::InvalidJob(format!(
+            "region of {} bytes is smaller than one {}-byte request",
+            job.region_len, job.request_size
+        )));
+    }
+    if job.measure.is_zero() {
+        return Err(EngineError::InvalidJob("measured window must be longer than zero".into()));
+    }
+    Ok(())
+}
+
+/// Voluntary context switches per submission of `count` appending `size`-byte writes at depth
+/// 1 through io_uring (only the submit call is measured). `None` for the threads engine, whose
+/// submissions block by design in worker threads.
+pub fn context_switches_per_submit(kind: EngineKind, file: &TestFile, count: usize, size: usize) -> Result<Option<f64>, EngineError> {
+    match kind {
+        EngineKind::Uring => uring::context_switches_per_submit(file.fd(), count, size).map(Some),
+        EngineKind::Threads => Ok(None),
+    }
+}
+
+fn rusage_thread() -> libc::rusage {
+    // SAFETY: getrusage fills the zeroed struct; RUSAGE_THREAD is valid on Linux.
+    unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_THREAD, &mut ru);
+        ru
+    }
+}
+
+/// CPU time (user + system) of the calling thread.
+pub(crate) fn thread_cpu_time() -> Duration {
+    let ru = rusage_thread();
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Voluntary context switches of the calling thread so far.
+pub(crate) fn voluntary_switches() -> u64 {
+    rusage_thread().ru_nvcsw as u64
+}
+
+/// CPUs this process may run on, in order.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it for pid 0 (this thread).
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize).filter(|&c| libc::CPU_ISSET(c, &set)).collect()
+    }
+}
+
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: as above; failure to pin only costs locality, so the result is ignored.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
