@@ -1,1 +1,450 @@
-fn main() {}
+//! iotune: measures the disk under one or more directories and writes io-properties.yaml.
+//! See `iotune --help` and the README for units and options.
+
+mod cli;
+mod options;
+mod phases;
+mod progress;
+mod report;
+mod stats;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use scheduler::engine::{self, Direction, EngineKind, TestFile};
+use scheduler::io_properties::{DiskProperties, IoProperties};
+use scheduler::topology::Topology;
+
+use crate::cli::{Cli, Engine, OptionsFormat};
+use crate::options::Options;
+use crate::phases::{with_deviation, Calibration, Depths};
+use crate::progress::Progress;
+use crate::report::{write_atomically, DiskReport, Report};
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+const GIB: u64 = 1 << 30;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) if STOP.load(Ordering::Relaxed) => {
+            eprintln!("iotune: interrupted; no properties file was written and no test file is left behind");
+            ExitCode::from(130)
+        }
+        Err(e) => {
+            eprintln!("iotune: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let opts = Options::from_cli(cli)?;
+    // First Ctrl-C: stop submitting, drain, exit 130. Test files have no name, so even a second
+    // Ctrl-C (immediate exit) leaves nothing behind.
+    let _ = ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::Relaxed) {
+            std::process::exit(130);
+        }
+    });
+    for p in [
+        opts.properties_file.as_deref(),
+        opts.options_file.as_ref().map(|(p, _)| p.as_path()),
+        opts.report.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        check_output_dir(p)?;
+    }
+    let kind = choose_engine(opts.engine)?;
+    let shards = opts.smp.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+
+    let targets = resolve_targets(&opts.directories)?;
+    let progress = Progress::new();
+    let mut report = Report {
+        tool: "iotune-rs",
+        version: env!("CARGO_PKG_VERSION"),
+        engine: kind,
+        shards,
+        duration_s: opts.duration.as_secs_f64(),
+        status: "running",
+        disks: Vec::new(),
+    };
+    let mut properties = IoProperties { disks: Vec::new() };
+    for (dir, topology) in targets {
+        for w in &topology.warnings {
+            eprintln!("WARN: {}: {w}", topology.mountpoint.display());
+        }
+        let outcome = measure(&opts, kind, shards, &dir, topology, &progress, &mut report);
+        if let Err(e) = outcome {
+            report.status = if STOP.load(Ordering::Relaxed) {
+                "interrupted"
+            } else {
+                "failed"
+            };
+            if let Some(path) = &opts.report {
+                report.save(path)?;
+            }
+            return Err(e);
+        }
+        if let Some(d) = outcome? {
+            properties.disks.push(d);
+        }
+    }
+    report.status = "complete";
+    if let Some(path) = &opts.report {
+        report.save(path)?;
+    }
+    if opts.fs_check {
+        return Ok(());
+    }
+    let yaml = properties.to_yaml();
+    match &opts.properties_file {
+        Some(path) => {
+            println!("Writing result to {}", path.display());
+            write_atomically(path, yaml.as_bytes())?;
+            if let Some((opt_path, format)) = &opts.options_file {
+                println!("Writing result to {}", opt_path.display());
+                write_atomically(opt_path, options_line(path, *format).as_bytes())?;
+            }
+        }
+        None => print!("{yaml}"),
+    }
+    Ok(())
+}
+
+/// The options-file line (ScyllaDB's io.conf).
+fn options_line(properties: &Path, format: OptionsFormat) -> String {
+    match format {
+        OptionsFormat::Seastar => format!("io-properties-file={}\n", properties.display()),
+        OptionsFormat::Envfile => format!(
+            "SEASTAR_IO=\"--io-properties-file={}\"\n",
+            properties.display()
+        ),
+    }
+}
+
+/// Fails before measuring when an output file could not be written afterwards.
+fn check_output_dir(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        bail!(
+            "cannot write {}: directory {} does not exist",
+            path.display(),
+            dir.display()
+        );
+    }
+    if path.is_dir() {
+        bail!("cannot write {}: it is a directory", path.display());
+    }
+    Ok(())
+}
+
+fn choose_engine(requested: Option<Engine>) -> Result<EngineKind> {
+    match requested {
+        Some(Engine::Threads) => Ok(EngineKind::Threads),
+        Some(Engine::Uring) => {
+            engine::probe_uring().context("--engine uring was requested")?;
+            Ok(EngineKind::Uring)
+        }
+        None => match engine::probe_uring() {
+            Ok(()) => Ok(EngineKind::Uring),
+            Err(e) => {
+                eprintln!("WARN: {e}; falling back to the threads engine (blocking pread/pwrite)");
+                Ok(EngineKind::Threads)
+            }
+        },
+    }
+}
+
+/// Checks each directory, finds its filesystem, keeps one directory per mountpoint.
+fn resolve_targets(dirs: &[PathBuf]) -> Result<Vec<(PathBuf, Topology)>> {
+    let mut out: Vec<(PathBuf, Topology)> = Vec::new();
+    for dir in dirs {
+        let meta = std::fs::metadata(dir).with_context(|| {
+            format!(
+                "evaluation directory {} cannot be used (create it, or fix the path)",
+                dir.display()
+            )
+        })?;
+        if !meta.is_dir() {
+            bail!("evaluation directory {} is not a directory: give the directory the test files should go in", dir.display());
+        }
+        let canonical = dir
+            .canonicalize()
+            .with_context(|| format!("cannot resolve {}", dir.display()))?;
+        let topology = Topology::for_directory(&canonical).with_context(|| {
+            format!("cannot find the block device under {}", canonical.display())
+        })?;
+        if out.iter().any(|(_, t)| t.mountpoint == topology.mountpoint) {
+            eprintln!(
+                "iotune: {} is on {}, already measured; skipping it",
+                dir.display(),
+                topology.mountpoint.display()
+            );
+            continue;
+        }
+        out.push((canonical, topology));
+    }
+    Ok(out)
+}
+
+/// Sanity checks, then (unless --fs-check) the phases; returns the disk entry.
+fn measure(
+    opts: &Options,
+    kind: EngineKind,
+    shards: usize,
+    dir: &Path,
+    topology: Topology,
+    progress: &Progress,
+    report: &mut Report,
+) -> Result<Option<DiskProperties>> {
+    let mountpoint = topology.mountpoint.clone();
+    let mut warnings: Vec<String> = topology.warnings.iter().map(|w| w.to_string()).collect();
+
+    // Sanity: O_DIRECT, non-blocking submission, free space.
+    let probe = TestFile::create_unlinked(dir, 0)
+        .with_context(|| format!("sanity check on {}", mountpoint.display()))?;
+    let switches = engine::context_switches_per_submit(
+        kind,
+        &probe,
+        1000,
+        topology.logical_block_size().max(4096) as usize,
+    )
+    .with_context(|| format!("sanity check on {}", mountpoint.display()))?;
+    drop(probe);
+    if let Some(cs) = switches {
+        if cs > 0.1 {
+            bail!(
+                "async I/O is not supported on {}: submissions block ({cs:.2} context switches per write); \
+                 use XFS or ext4 on a local disk",
+                mountpoint.display()
+            );
+        }
+    }
+    let free = engine::available_space(dir)
+        .with_context(|| format!("cannot read free space of {}", dir.display()))?;
+    if free < 10 * GIB {
+        let w = format!(
+            "only {:.1} GiB free in {}: results on a nearly full filesystem may be pessimistic",
+            free as f64 / GIB as f64,
+            dir.display()
+        );
+        eprintln!("WARN: {w}");
+        warnings.push(w);
+    }
+    let min_file = 2 * opts.sequential_write_size.max(opts.sequential_read_size);
+    let file_size = match opts.file_size {
+        Some(s) => {
+            let need = s.saturating_mul(shards as u64);
+            if need > free {
+                bail!(
+                    "the test files need {need} bytes ({shards} x {s}) but only {free} bytes are free in {}: lower --file-size or --smp, or free space",
+                    dir.display()
+                );
+            }
+            s
+        }
+        None => free / (2 * shards as u64) / (1 << 20) * (1 << 20),
+    };
+    if file_size < min_file {
+        bail!("not enough free space in {}: {free} bytes free, each of {shards} shards needs at least {min_file}", dir.display());
+    }
+    let leaves = topology.leaf_count();
+    let bound = topology.in_flight_bound();
+    if bound.is_none() && opts.force_io_depth.is_none() {
+        let w = "the disk's in-flight bound (queue/nr_requests) is unknown: assuming 128; use --force-io-depth to set it".to_string();
+        eprintln!("WARN: {w}");
+        warnings.push(w);
+    }
+    let depths = Depths::derive(opts, leaves, bound, shards);
+    let logical = topology.logical_block_size().max(512);
+    let physical = topology.physical_block_size().max(logical);
+    for (name, size) in [
+        ("random-read-io-buffer-size", opts.random_read_size),
+        ("random-write-io-buffer-size", opts.random_write_size),
+    ] {
+        if let Some(s) = size {
+            if s % logical != 0 {
+                bail!(
+                    "--{name} {s} is not a multiple of the logical block size {logical} of {}",
+                    mountpoint.display()
+                );
+            }
+        }
+    }
+    report.disks.push(DiskReport {
+        evaluation_directory: dir.to_path_buf(),
+        mountpoint: mountpoint.clone(),
+        topology: topology.clone(),
+        warnings,
+        context_switches_per_write: switches,
+        free_bytes: free,
+        file_size_per_shard: file_size,
+        read_working_set_bytes: 0,
+        phases: Vec::new(),
+        results: None,
+    });
+    if opts.fs_check {
+        println!(
+            "{}: O_DIRECT supported, submissions do not block{}, {:.1} GiB free",
+            mountpoint.display(),
+            switches
+                .map(|c| format!(" ({c:.2} context switches per write)"))
+                .unwrap_or_default(),
+            free as f64 / GIB as f64
+        );
+        return Ok(None);
+    }
+
+    let files = (0..shards)
+        .map(|_| TestFile::create_unlinked(dir, file_size))
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("cannot create the test files in {}", dir.display()))?;
+    let mut cal = Calibration::new(
+        opts, kind, &STOP, progress, &topology, files, depths, file_size,
+    );
+    let save = |report: &Report| -> Result<()> {
+        opts.report
+            .as_ref()
+            .map(|p| report.save(p))
+            .unwrap_or(Ok(()))
+    };
+    macro_rules! disk {
+        () => {
+            report.disks.last_mut().expect("pushed above")
+        };
+    }
+    let acc = opts.accuracy;
+
+    println!("Warming up the disk for sequential write job...");
+    cal.warm_up(disk!())?;
+    save(report)?;
+    println!("Starting Evaluation. This may take a while...");
+    let sw = cal.sequential_write(disk!())?;
+    println!(
+        "Measuring sequential write bandwidth: {}",
+        with_deviation(
+            format!("{:.0} MiB/s", sw.bandwidth / (1 << 20) as f64),
+            sw.deviation,
+            acc
+        )
+    );
+    save(report)?;
+    let sr = cal.sequential_read(disk!())?;
+    println!(
+        "Measuring sequential read bandwidth: {}",
+        with_deviation(
+            format!("{:.0} MiB/s", sr.bandwidth / (1 << 20) as f64),
+            sr.deviation,
+            acc
+        )
+    );
+    disk!().read_working_set_bytes = cal.working_set();
+    save(report)?;
+
+    let mut detected = None;
+    if opts.detect_physical_block_size {
+        let size = cal.detect_physical_block_size(disk!())?;
+        println!("Detected physical block size: {size} bytes");
+        if size != topology.physical_block_size() {
+            let w = format!(
+                "measured physical block size {size} differs from the {} bytes sysfs reports: the disk may be lying",
+                topology.physical_block_size()
+            );
+            eprintln!("WARN: {w}");
+            disk!().warnings.push(w);
+        }
+        detected = Some(size);
+        save(report)?;
+    }
+
+    let write_sizes: Vec<u64> = if !opts.best_iops_sizes.is_empty() {
+        opts.best_iops_sizes.clone()
+    } else {
+        vec![opts.random_write_size.or(detected).unwrap_or(physical)]
+    };
+    let read_sizes: Vec<u64> = if !opts.best_iops_sizes.is_empty() {
+        opts.best_iops_sizes.clone()
+    } else {
+        vec![opts.random_read_size.unwrap_or(physical)]
+    };
+    let mut best_write: Option<(phases::Outcome, u64)> = None;
+    for &s in &write_sizes {
+        let o = cal.random(
+            Direction::Write,
+            s,
+            &format!("random write {s}"),
+            false,
+            disk!(),
+        )?;
+        if best_write.as_ref().is_none_or(|(b, _)| o.iops > b.iops) {
+            best_write = Some((o, s));
+        }
+        save(report)?;
+    }
+    let (rw, rw_size) = best_write.expect("at least one size");
+    println!(
+        "Measuring random write IOPS: {}",
+        with_deviation(format!("{:.0} IOPS", rw.iops), rw.deviation, acc)
+    );
+    let mut best_read: Option<(phases::Outcome, u64)> = None;
+    for &s in &read_sizes {
+        let o = cal.random(
+            Direction::Read,
+            s,
+            &format!("random read {s}"),
+            false,
+            disk!(),
+        )?;
+        if best_read.as_ref().is_none_or(|(b, _)| o.iops > b.iops) {
+            best_read = Some((o, s));
+        }
+        save(report)?;
+    }
+    let (rr, rr_size) = best_read.expect("at least one size");
+    println!(
+        "Measuring random read IOPS: {}",
+        with_deviation(format!("{:.0} IOPS", rr.iops), rr.deviation, acc)
+    );
+
+    let mut results = phases::results(&sw, &sr, &rw, &rr, rw_size, rr_size);
+    results.physical_block_size = detected;
+    if opts.saturation_read {
+        let l = cal.saturation_length(Direction::Read, disk!())?;
+        println!("Measuring read saturation length: {l} bytes");
+        results.read_saturation_length = Some(l);
+    }
+    if opts.saturation_write {
+        let l = cal.saturation_length(Direction::Write, disk!())?;
+        println!("Measuring write saturation length: {l} bytes");
+        results.write_saturation_length = Some(l);
+    }
+    disk!().results = Some(results.clone());
+    save(report)?;
+
+    let mut d = DiskProperties::new(
+        mountpoint,
+        results.read_iops,
+        results.read_bandwidth,
+        results.write_iops,
+        results.write_bandwidth,
+    );
+    d.read_saturation_length = results.read_saturation_length;
+    d.write_saturation_length = results.write_saturation_length;
+    d.physical_block_size = results.physical_block_size;
+    Ok(Some(d))
+}

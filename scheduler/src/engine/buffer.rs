@@ -32,7 +32,12 @@ impl BufferArena {
         let layout = Layout::from_size_align(size, align).ok()?;
         // SAFETY: layout has non-zero size (at least `align`).
         let ptr = NonNull::new(unsafe { alloc_zeroed(layout) })?;
-        let mut arena = BufferArena { ptr, layout, slot_size, count };
+        let mut arena = BufferArena {
+            ptr,
+            layout,
+            slot_size,
+            count,
+        };
         let mut rng = super::rng::Rng::new(seed);
         for chunk in arena.as_mut_slice().chunks_mut(8) {
             let v = rng.next_u64().to_ne_bytes();
@@ -68,7 +73,10 @@ impl BufferArena {
 
     /// The whole arena as one iovec, for io_uring buffer registration.
     pub fn iovec(&self) -> libc::iovec {
-        libc::iovec { iov_base: self.ptr.as_ptr().cast(), iov_len: self.layout.size() }
+        libc::iovec {
+            iov_base: self.ptr.as_ptr().cast(),
+            iov_len: self.layout.size(),
+        }
     }
 
     /// Makes slot `i` unique before a write: stamps `(sequence, offset)` into the first 16
@@ -80,7 +88,10 @@ impl BufferArena {
         let base = self.slot_ptr(i);
         let mut block = 0;
         while block + 16 <= self.slot_size {
-            let words = [sequence ^ 0x9e37_79b9_7f4a_7c15, offset.wrapping_add(block as u64)];
+            let words = [
+                sequence ^ 0x9e37_79b9_7f4a_7c15,
+                offset.wrapping_add(block as u64),
+            ];
             // SAFETY: block + 16 <= slot_size keeps the write inside slot i, which the caller
             // guarantees is not in flight; unaligned writes are allowed by write_unaligned.
             unsafe {
@@ -112,7 +123,10 @@ mod tests {
         // SAFETY: the arena is alive and no request is in flight.
         let bytes = unsafe { std::slice::from_raw_parts(a.slot_ptr(0), 8192) };
         let zeros = bytes.iter().filter(|&&b| b == 0).count();
-        assert!(zeros < 8192 / 64, "buffer looks compressible: {zeros} zero bytes");
+        assert!(
+            zeros < 8192 / 64,
+            "buffer looks compressible: {zeros} zero bytes"
+        );
     }
 
     #[test]
@@ -122,7 +136,10 @@ mod tests {
         a.stamp(1, 1, 0);
         // SAFETY: both slots are inside the live arena.
         let (s0, s1) = unsafe {
-            (std::slice::from_raw_parts(a.slot_ptr(0), 16), std::slice::from_raw_parts(a.slot_ptr(1), 16))
+            (
+                std::slice::from_raw_parts(a.slot_ptr(0), 16),
+                std::slice::from_raw_parts(a.slot_ptr(1), 16),
+            )
         };
         assert_eq!(s0, s1, "same stamp gives same header");
         a.stamp(1, 2, 0);

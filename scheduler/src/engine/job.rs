@@ -169,7 +169,8 @@ impl Recorder {
             ramp_requests: 0,
             per_second: vec![SecondSample::default(); seconds],
             // 1 ns .. 1 hour at 3 significant digits; saturating_record clamps outliers.
-            hist: Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("static bounds are valid"),
+            hist: Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
+                .expect("static bounds are valid"),
             written_end: 0,
         }
     }
@@ -216,7 +217,13 @@ impl Recorder {
         self.written_end = self.written_end.max(other.written_end);
     }
 
-    pub(crate) fn finish(self, job: &JobSpec, next_offset: u64, cpu: Duration, registered: bool) -> JobResult {
+    pub(crate) fn finish(
+        self,
+        job: &JobSpec,
+        next_offset: u64,
+        cpu: Duration,
+        registered: bool,
+    ) -> JobResult {
         let whole = job.measure.as_secs() as usize;
         let mut samples = self.per_second;
         samples.truncate(whole);
@@ -295,7 +302,19 @@ mod tests {
         let res = r.finish(&j, 0, Duration::ZERO, false);
         assert_eq!(res.ramp_requests, 1);
         assert_eq!(res.requests, 3);
-        assert_eq!(res.samples, vec![SecondSample { requests: 1, bytes: 4096 }, SecondSample { requests: 2, bytes: 8192 }]);
+        assert_eq!(
+            res.samples,
+            vec![
+                SecondSample {
+                    requests: 1,
+                    bytes: 4096
+                },
+                SecondSample {
+                    requests: 2,
+                    bytes: 8192
+                }
+            ]
+        );
         assert_eq!(res.written_end, 8192);
         assert!((res.iops() - 1.5).abs() < 1e-9);
     }

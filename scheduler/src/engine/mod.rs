@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 pub use buffer::BufferArena;
-pub use file::TestFile;
+pub use file::{available_space, TestFile};
 pub use job::{Direction, JobResult, JobSpec, Pattern, SecondSample};
 pub use uring::probe as probe_uring;
 
@@ -163,18 +163,20 @@ pub fn run_shards(
         let mut spawn_error = None;
         for (shard, plan) in plans.iter().enumerate() {
             let (go, abort, cpus) = (&go, &abort, &cpus);
-            let spawned = std::thread::Builder::new().name(format!("shard-{shard}")).spawn_scoped(scope, move || {
-                if !cpus.is_empty() {
-                    pin_to_cpu(cpus[shard % cpus.len()]);
-                }
-                while !go.load(Ordering::Acquire) {
-                    std::thread::yield_now();
-                }
-                if abort.load(Ordering::Acquire) {
-                    return Err(EngineError::Interrupted);
-                }
-                run_job(kind, plan.file.fd(), &plan.job, rng::seed_for(shard), stop)
-            });
+            let spawned = std::thread::Builder::new()
+                .name(format!("shard-{shard}"))
+                .spawn_scoped(scope, move || {
+                    if !cpus.is_empty() {
+                        pin_to_cpu(cpus[shard % cpus.len()]);
+                    }
+                    while !go.load(Ordering::Acquire) {
+                        std::thread::yield_now();
+                    }
+                    if abort.load(Ordering::Acquire) {
+                        return Err(EngineError::Interrupted);
+                    }
+                    run_job(kind, plan.file.fd(), &plan.job, rng::seed_for(shard), stop)
+                });
             match spawned {
                 Ok(h) => handles.push(h),
                 Err(source) => {
@@ -192,7 +194,11 @@ pub fn run_shards(
         }
         let mut out: Vec<_> = handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(EngineError::InvalidJob("a shard thread panicked".into()))))
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(EngineError::InvalidJob("a shard thread panicked".into()))
+                })
+            })
             .collect();
         if let Some(e) = spawn_error {
             out.insert(0, Err(e));
@@ -203,7 +209,13 @@ pub fn run_shards(
 }
 
 /// Runs one job on the calling thread.
-pub fn run_job(kind: EngineKind, fd: RawFd, job: &JobSpec, seed: u64, stop: &AtomicBool) -> Result<JobResult, EngineError> {
+pub fn run_job(
+    kind: EngineKind,
+    fd: RawFd,
+    job: &JobSpec,
+    seed: u64,
+    stop: &AtomicBool,
+) -> Result<JobResult, EngineError> {
     validate(job)?;
     match kind {
         EngineKind::Uring => uring::run_job(fd, job, seed, stop),
@@ -213,10 +225,15 @@ pub fn run_job(kind: EngineKind, fd: RawFd, job: &JobSpec, seed: u64, stop: &Ato
 
 fn validate(job: &JobSpec) -> Result<(), EngineError> {
     if job.in_flight == 0 {
-        return Err(EngineError::InvalidJob("in-flight depth must be at least 1".into()));
+        return Err(EngineError::InvalidJob(
+            "in-flight depth must be at least 1".into(),
+        ));
     }
     if job.request_size == 0 || job.request_size % 512 != 0 {
-        return Err(EngineError::InvalidJob(format!("request size {} is not a multiple of 512 bytes", job.request_size)));
+        return Err(EngineError::InvalidJob(format!(
+            "request size {} is not a multiple of 512 bytes",
+            job.request_size
+        )));
     }
     if job.region_len < job.request_size {
         return Err(EngineError::InvalidJob(format!(
@@ -225,7 +242,9 @@ fn validate(job: &JobSpec) -> Result<(), EngineError> {
         )));
     }
     if job.measure.is_zero() {
-        return Err(EngineError::InvalidJob("measured window must be longer than zero".into()));
+        return Err(EngineError::InvalidJob(
+            "measured window must be longer than zero".into(),
+        ));
     }
     Ok(())
 }
@@ -233,7 +252,12 @@ fn validate(job: &JobSpec) -> Result<(), EngineError> {
 /// Voluntary context switches per submission of `count` appending `size`-byte writes at depth
 /// 1 through io_uring (only the submit call is measured). `None` for the threads engine, whose
 /// submissions block by design in worker threads.
-pub fn context_switches_per_submit(kind: EngineKind, file: &TestFile, count: usize, size: usize) -> Result<Option<f64>, EngineError> {
+pub fn context_switches_per_submit(
+    kind: EngineKind,
+    file: &TestFile,
+    count: usize,
+    size: usize,
+) -> Result<Option<f64>, EngineError> {
     match kind {
         EngineKind::Uring => uring::context_switches_per_submit(file.fd(), count, size).map(Some),
         EngineKind::Threads => Ok(None),
@@ -269,7 +293,9 @@ fn allowed_cpus() -> Vec<usize> {
         if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
             return Vec::new();
         }
-        (0..libc::CPU_SETSIZE as usize).filter(|&c| libc::CPU_ISSET(c, &set)).collect()
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
     }
 }
 

@@ -9,7 +9,11 @@ pub struct Rng(u64);
 impl Rng {
     /// Seeds the generator; a zero seed is replaced by a fixed non-zero constant.
     pub fn new(seed: u64) -> Self {
-        Rng(if seed == 0 { 0x2545_f491_4f6c_dd1d } else { seed })
+        Rng(if seed == 0 {
+            0x2545_f491_4f6c_dd1d
+        } else {
+            seed
+        })
     }
 
     /// Next 64 random bits.

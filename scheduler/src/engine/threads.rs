@@ -12,10 +12,17 @@ use super::buffer::BufferArena;
 use super::job::{Direction, JobResult, JobSpec, Pattern, Recorder, Stream};
 use super::{thread_cpu_time, EngineError};
 
-pub(crate) fn run_job(fd: RawFd, job: &JobSpec, seed: u64, stop: &AtomicBool) -> Result<JobResult, EngineError> {
+pub(crate) fn run_job(
+    fd: RawFd,
+    job: &JobSpec,
+    seed: u64,
+    stop: &AtomicBool,
+) -> Result<JobResult, EngineError> {
     let depth = job.in_flight;
     let size = job.request_size as usize;
-    let bufs = BufferArena::new_random(depth, size, 4096, seed).ok_or(EngineError::Alloc { bytes: depth * size })?;
+    let bufs = BufferArena::new_random(depth, size, 4096, seed).ok_or(EngineError::Alloc {
+        bytes: depth * size,
+    })?;
     let write = job.direction == Direction::Write;
     let start = Instant::now();
     // Sequential offsets must be handed out in order across the workers: one shared stream.
@@ -36,11 +43,17 @@ pub(crate) fn run_job(fd: RawFd, job: &JobSpec, seed: u64, stop: &AtomicBool) ->
                     let ptr = bufs.slot_ptr(w);
                     loop {
                         let now = Instant::now();
-                        if now >= end || stop.load(Ordering::Relaxed) || failed.load(Ordering::Relaxed) {
+                        if now >= end
+                            || stop.load(Ordering::Relaxed)
+                            || failed.load(Ordering::Relaxed)
+                        {
                             break;
                         }
                         let offset = if sequential {
-                            shared.lock().unwrap_or_else(|p| p.into_inner()).next_offset()
+                            shared
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .next_offset()
                         } else {
                             own.next_offset()
                         };
@@ -62,11 +75,21 @@ pub(crate) fn run_job(fd: RawFd, job: &JobSpec, seed: u64, stop: &AtomicBool) ->
                                 continue;
                             }
                             failed.store(true, Ordering::Relaxed);
-                            return Err(EngineError::Io { op, offset, len: size as u64, source });
+                            return Err(EngineError::Io {
+                                op,
+                                offset,
+                                len: size as u64,
+                                source,
+                            });
                         }
                         if n as usize != size {
                             failed.store(true, Ordering::Relaxed);
-                            return Err(EngineError::Short { op, offset, len: size as u64, done: n as u64 });
+                            return Err(EngineError::Short {
+                                op,
+                                offset,
+                                len: size as u64,
+                                done: n as u64,
+                            });
                         }
                         rec.complete(now, Instant::now(), offset, write);
                     }
@@ -76,7 +99,11 @@ pub(crate) fn run_job(fd: RawFd, job: &JobSpec, seed: u64, stop: &AtomicBool) ->
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(EngineError::InvalidJob("a worker thread panicked".into()))))
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(EngineError::InvalidJob("a worker thread panicked".into()))
+                })
+            })
             .collect()
     });
 
@@ -93,7 +120,11 @@ pub(crate) fn run_job(fd: RawFd, job: &JobSpec, seed: u64, stop: &AtomicBool) ->
     if stop.load(Ordering::Relaxed) {
         return Err(EngineError::Interrupted);
     }
-    let total = total.ok_or_else(|| EngineError::InvalidJob("in_flight must be at least 1".into()))?;
-    let cursor = shared.into_inner().unwrap_or_else(|p| p.into_inner()).cursor();
+    let total =
+        total.ok_or_else(|| EngineError::InvalidJob("in_flight must be at least 1".into()))?;
+    let cursor = shared
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .cursor();
     Ok(total.finish(job, cursor, cpu, false))
 }

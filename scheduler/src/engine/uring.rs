@@ -31,7 +31,9 @@ pub(crate) fn build_ring(entries: u32) -> io::Result<IoUring> {
 
 /// Tells whether io_uring can be used by this process (not disabled by sysctl or seccomp).
 pub fn probe() -> Result<(), EngineError> {
-    build_ring(2).map(drop).map_err(|source| EngineError::UringUnavailable { source })
+    build_ring(2)
+        .map(drop)
+        .map_err(|source| EngineError::UringUnavailable { source })
 }
 
 struct Slot {
@@ -39,13 +41,22 @@ struct Slot {
     offset: u64,
 }
 
-pub(crate) fn run_job(fd: RawFd, job: &JobSpec, seed: u64, stop: &AtomicBool) -> Result<JobResult, EngineError> {
+pub(crate) fn run_job(
+    fd: RawFd,
+    job: &JobSpec,
+    seed: u64,
+    stop: &AtomicBool,
+) -> Result<JobResult, EngineError> {
     let depth = job.in_flight;
     let size = job.request_size as usize;
-    let len = u32::try_from(size).map_err(|_| EngineError::InvalidJob(format!("request size {size} exceeds 4 GiB")))?;
-    let bufs = BufferArena::new_random(depth, size, 4096, seed).ok_or(EngineError::Alloc { bytes: depth * size })?;
+    let len = u32::try_from(size)
+        .map_err(|_| EngineError::InvalidJob(format!("request size {size} exceeds 4 GiB")))?;
+    let bufs = BufferArena::new_random(depth, size, 4096, seed).ok_or(EngineError::Alloc {
+        bytes: depth * size,
+    })?;
     // Declared after `bufs`, so the ring is dropped first; every request is reaped before return.
-    let mut ring = build_ring(depth as u32).map_err(|source| EngineError::UringUnavailable { source })?;
+    let mut ring =
+        build_ring(depth as u32).map_err(|source| EngineError::UringUnavailable { source })?;
     let fixed_file = ring.submitter().register_files(&[fd]).is_ok();
     // SAFETY: the arena outlives the ring (declared before it), and its memory is never freed
     // or moved while registered.
@@ -57,7 +68,12 @@ pub(crate) fn run_job(fd: RawFd, job: &JobSpec, seed: u64, stop: &AtomicBool) ->
     let mut stream = Stream::new(job, seed);
     let mut rec = Recorder::new(job, start);
     let end = rec.end();
-    let mut slots: Vec<Slot> = (0..depth).map(|_| Slot { submitted: start, offset: 0 }).collect();
+    let mut slots: Vec<Slot> = (0..depth)
+        .map(|_| Slot {
+            submitted: start,
+            offset: 0,
+        })
+        .collect();
     let mut sequence = 0u64;
     let mut error: Option<EngineError> = None;
 
@@ -65,14 +81,30 @@ pub(crate) fn run_job(fd: RawFd, job: &JobSpec, seed: u64, stop: &AtomicBool) ->
     let make = |slot: usize, offset: u64| -> squeue::Entry {
         let ptr = bufs.slot_ptr(slot);
         let e = match (write, fixed_file, fixed_bufs) {
-            (false, true, true) => opcode::ReadFixed::new(types::Fixed(0), ptr, len, 0).offset(offset).build(),
-            (false, true, false) => opcode::Read::new(types::Fixed(0), ptr, len).offset(offset).build(),
-            (false, false, true) => opcode::ReadFixed::new(types::Fd(fd), ptr, len, 0).offset(offset).build(),
-            (false, false, false) => opcode::Read::new(types::Fd(fd), ptr, len).offset(offset).build(),
-            (true, true, true) => opcode::WriteFixed::new(types::Fixed(0), ptr, len, 0).offset(offset).build(),
-            (true, true, false) => opcode::Write::new(types::Fixed(0), ptr, len).offset(offset).build(),
-            (true, false, true) => opcode::WriteFixed::new(types::Fd(fd), ptr, len, 0).offset(offset).build(),
-            (true, false, false) => opcode::Write::new(types::Fd(fd), ptr, len).offset(offset).build(),
+            (false, true, true) => opcode::ReadFixed::new(types::Fixed(0), ptr, len, 0)
+                .offset(offset)
+                .build(),
+            (false, true, false) => opcode::Read::new(types::Fixed(0), ptr, len)
+                .offset(offset)
+                .build(),
+            (false, false, true) => opcode::ReadFixed::new(types::Fd(fd), ptr, len, 0)
+                .offset(offset)
+                .build(),
+            (false, false, false) => opcode::Read::new(types::Fd(fd), ptr, len)
+                .offset(offset)
+                .build(),
+            (true, true, true) => opcode::WriteFixed::new(types::Fixed(0), ptr, len, 0)
+                .offset(offset)
+                .build(),
+            (true, true, false) => opcode::Write::new(types::Fixed(0), ptr, len)
+                .offset(offset)
+                .build(),
+            (true, false, true) => opcode::WriteFixed::new(types::Fd(fd), ptr, len, 0)
+                .offset(offset)
+                .build(),
+            (true, false, false) => opcode::Write::new(types::Fd(fd), ptr, len)
+                .offset(offset)
+                .build(),
         };
         e.user_data(slot as u64)
     };
@@ -84,7 +116,10 @@ pub(crate) fn run_job(fd: RawFd, job: &JobSpec, seed: u64, stop: &AtomicBool) ->
             sequence += 1;
             bufs.stamp(slot, sequence, offset);
         }
-        slots[slot] = Slot { submitted: start, offset };
+        slots[slot] = Slot {
+            submitted: start,
+            offset,
+        };
         // SAFETY: the slot's buffer stays valid and untouched until its completion is reaped.
         unsafe { sq.push(&make(slot, offset)) }.expect("ring has at least `depth` entries");
         in_flight += 1;
@@ -94,7 +129,11 @@ pub(crate) fn run_job(fd: RawFd, job: &JobSpec, seed: u64, stop: &AtomicBool) ->
     while in_flight > 0 {
         match submitter.submit_and_wait(1) {
             Ok(_) => {}
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                ) => {}
             Err(source) => {
                 // The ring is in an unknown state and requests may still be in the kernel:
                 // leak the buffers rather than free memory the device might still write into.
@@ -127,7 +166,10 @@ pub(crate) fn run_job(fd: RawFd, job: &JobSpec, seed: u64, stop: &AtomicBool) ->
                 sequence += 1;
                 bufs.stamp(slot, sequence, offset);
             }
-            slots[slot] = Slot { submitted: now, offset };
+            slots[slot] = Slot {
+                submitted: now,
+                offset,
+            };
             // SAFETY: as above; the slot was just reaped, so its buffer is free.
             unsafe { sq.push(&make(slot, offset)) }.expect("a reaped slot frees a ring entry");
         }
@@ -148,9 +190,19 @@ pub(crate) fn run_job(fd: RawFd, job: &JobSpec, seed: u64, stop: &AtomicBool) ->
 fn check(res: i32, size: usize, offset: u64, write: bool) -> Option<EngineError> {
     let op = if write { "write" } else { "read" };
     if res < 0 {
-        Some(EngineError::Io { op, offset, len: size as u64, source: io::Error::from_raw_os_error(-res) })
+        Some(EngineError::Io {
+            op,
+            offset,
+            len: size as u64,
+            source: io::Error::from_raw_os_error(-res),
+        })
     } else if res as usize != size {
-        Some(EngineError::Short { op, offset, len: size as u64, done: res as u64 })
+        Some(EngineError::Short {
+            op,
+            offset,
+            len: size as u64,
+            done: res as u64,
+        })
     } else {
         None
     }
@@ -161,14 +213,21 @@ fn check(res: i32, size: usize, offset: u64, write: bool) -> Option<EngineError>
 ///
 /// Follows the reference iotune's sanity check: more than 0.1 per write means submissions
 /// block, and the scheduler's latency control cannot work on this filesystem.
-pub(crate) fn context_switches_per_submit(fd: RawFd, count: usize, size: usize) -> Result<f64, EngineError> {
-    let bufs = BufferArena::new_random(1, size, 4096, 99).ok_or(EngineError::Alloc { bytes: size })?;
+pub(crate) fn context_switches_per_submit(
+    fd: RawFd,
+    count: usize,
+    size: usize,
+) -> Result<f64, EngineError> {
+    let bufs =
+        BufferArena::new_random(1, size, 4096, 99).ok_or(EngineError::Alloc { bytes: size })?;
     let mut ring = build_ring(2).map_err(|source| EngineError::UringUnavailable { source })?;
     let mut switches = 0u64;
     for i in 0..count {
         let offset = (i * size) as u64;
         bufs.stamp(0, i as u64, offset);
-        let e = opcode::Write::new(types::Fd(fd), bufs.slot_ptr(0), size as u32).offset(offset).build();
+        let e = opcode::Write::new(types::Fd(fd), bufs.slot_ptr(0), size as u32)
+            .offset(offset)
+            .build();
         // SAFETY: the single buffer is not reused until this write is reaped below.
         unsafe { ring.submission().push(&e) }.expect("empty ring");
         let before = super::voluntary_switches();

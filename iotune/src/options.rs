@@ -1,0 +1,268 @@
+//! Validated options: everything checkable without touching the filesystem.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+
+use crate::cli::{Cli, Engine, OptionsFormat, Saturation};
+
+/// The run's settings after validation.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub directories: Vec<PathBuf>,
+    pub properties_file: Option<PathBuf>,
+    pub options_file: Option<(PathBuf, OptionsFormat)>,
+    /// Base duration D.
+    pub duration: Duration,
+    /// Deviation print threshold, percent.
+    pub accuracy: f64,
+    pub fs_check: bool,
+    pub saturation_read: bool,
+    pub saturation_write: bool,
+    pub detect_physical_block_size: bool,
+    /// Forced random request sizes, bytes (None = physical block size).
+    pub random_read_size: Option<u64>,
+    pub random_write_size: Option<u64>,
+    /// Sizes to try for the best IOPS (empty = just the default/forced size).
+    pub best_iops_sizes: Vec<u64>,
+    pub force_io_depth: Option<u64>,
+    pub sequential_read_size: u64,
+    pub sequential_write_size: u64,
+    pub depths: Depths,
+    pub smp: Option<usize>,
+    pub engine: Option<Engine>,
+    pub report: Option<PathBuf>,
+    pub file_size: Option<u64>,
+    pub ramp: Duration,
+}
+
+/// Per-phase in-flight overrides (per shard).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Depths {
+    pub sequential_write: Option<usize>,
+    pub sequential_read: Option<usize>,
+    pub random_write: Option<usize>,
+    pub random_read: Option<usize>,
+}
+
+const MAX_REQUEST: u64 = 1 << 30;
+
+fn check_size(name: &str, v: u64) -> Result<()> {
+    if v % 512 != 0 || v == 0 || v > MAX_REQUEST {
+        bail!(
+            "--{name} {v}: a request size must be a non-zero multiple of 512 bytes, at most 1 GiB"
+        );
+    }
+    Ok(())
+}
+
+impl Options {
+    /// Validates the parsed command line. Errors name the option and say what to do.
+    pub fn from_cli(cli: Cli) -> Result<Options> {
+        if cli.duration == 0 {
+            bail!("--duration 0: the duration must be at least 1 second (the reference default is 120)");
+        }
+        if !(0.0..=600.0).contains(&cli.ramp_time) || !cli.ramp_time.is_finite() {
+            bail!(
+                "--ramp-time {}: must be between 0 and 600 seconds",
+                cli.ramp_time
+            );
+        }
+        if cli.options_file.is_some() && cli.properties_file.is_none() {
+            bail!("--options-file needs --properties-file: the options file points at the properties file");
+        }
+        let forced = |v: u64| (v != 0).then_some(v);
+        let random_read_size = forced(cli.random_read_io_buffer_size);
+        let random_write_size = forced(cli.random_write_io_buffer_size);
+        if !cli.get_best_iops_with_buffer_sizes.is_empty()
+            && (random_read_size.is_some() || random_write_size.is_some())
+        {
+            bail!(
+                "--get-best-iops-with-buffer-sizes conflicts with --random-read-io-buffer-size/--random-write-io-buffer-size: \
+                 give either a list of sizes to try or one forced size"
+            );
+        }
+        if cli.detect_physical_block_size && random_write_size.is_some() {
+            bail!(
+                "--detect-physical-block-size conflicts with --random-write-io-buffer-size: detection chooses the random \
+                 write size; drop one of them"
+            );
+        }
+        for (name, v) in [
+            ("random-read-io-buffer-size", random_read_size),
+            ("random-write-io-buffer-size", random_write_size),
+        ] {
+            if let Some(v) = v {
+                check_size(name, v)?;
+            }
+        }
+        for &v in &cli.get_best_iops_with_buffer_sizes {
+            check_size("get-best-iops-with-buffer-sizes", v)?;
+        }
+        check_size(
+            "sequential-read-buffer-size",
+            cli.sequential_read_buffer_size,
+        )?;
+        check_size(
+            "sequential-write-buffer-size",
+            cli.sequential_write_buffer_size,
+        )?;
+        let depths = Depths {
+            sequential_write: cli.sequential_write_io_depth,
+            sequential_read: cli.sequential_read_io_depth,
+            random_write: cli.random_write_io_depth,
+            random_read: cli.random_read_io_depth,
+        };
+        for (name, d) in [
+            ("sequential-write-io-depth", depths.sequential_write),
+            ("sequential-read-io-depth", depths.sequential_read),
+            ("random-write-io-depth", depths.random_write),
+            ("random-read-io-depth", depths.random_read),
+        ] {
+            if let Some(d) = d {
+                if d == 0 || d > 4096 {
+                    bail!("--{name} {d}: the in-flight depth must be between 1 and 4096");
+                }
+            }
+        }
+        if let Some(n) = cli.smp {
+            if n == 0 || n > 1024 {
+                bail!("--smp {n}: the shard count must be between 1 and 1024");
+            }
+        }
+        if let Some(s) = cli.file_size {
+            if s < 2 * cli
+                .sequential_write_buffer_size
+                .max(cli.sequential_read_buffer_size)
+            {
+                bail!(
+                    "--file-size {s}: each shard's file must hold at least two sequential requests"
+                );
+            }
+        }
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for d in cli.evaluation_directory {
+            if !dirs.contains(&d) {
+                dirs.push(d);
+            }
+        }
+        let (saturation_read, saturation_write) = match cli.saturation {
+            None => (false, false),
+            Some(Saturation::Read) => (true, false),
+            Some(Saturation::Write) => (false, true),
+            Some(Saturation::Both) => (true, true),
+        };
+        Ok(Options {
+            directories: dirs,
+            options_file: cli.options_file.map(|p| (p, cli.format)),
+            properties_file: cli.properties_file,
+            duration: Duration::from_secs(cli.duration),
+            accuracy: cli.accuracy as f64,
+            fs_check: cli.fs_check,
+            saturation_read,
+            saturation_write,
+            detect_physical_block_size: cli.detect_physical_block_size,
+            random_read_size,
+            random_write_size,
+            best_iops_sizes: cli.get_best_iops_with_buffer_sizes,
+            force_io_depth: (cli.force_io_depth != 0).then_some(cli.force_io_depth),
+            sequential_read_size: cli.sequential_read_buffer_size,
+            sequential_write_size: cli.sequential_write_buffer_size,
+            depths,
+            smp: cli.smp,
+            engine: cli.engine,
+            report: cli.report,
+            file_size: cli.file_size,
+            ramp: Duration::from_secs_f64(cli.ramp_time),
+        })
+    }
+
+    /// Warm-up before sequential writes: max(3 s, 5% of D).
+    pub fn warmup(&self) -> Duration {
+        Duration::from_secs(3).max(self.duration.mul_f64(0.05))
+    }
+
+    /// Measured window of the sequential write phase: 0.7 D (all shards at once).
+    pub fn sequential_write_window(&self) -> Duration {
+        self.duration.mul_f64(0.7)
+    }
+
+    /// Measured window of each read and random phase: 0.1 D, at least 1 s so that it holds one
+    /// whole per-second sample.
+    pub fn short_window(&self) -> Duration {
+        self.duration.mul_f64(0.1).max(Duration::from_secs(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn opts(args: &[&str]) -> Result<Options> {
+        let mut v = vec!["iotune", "--evaluation-directory", "/x"];
+        v.extend_from_slice(args);
+        Options::from_cli(Cli::try_parse_from(v).unwrap())
+    }
+
+    #[test]
+    fn windows_follow_the_duration() {
+        let o = opts(&["--duration", "120"]).unwrap();
+        assert_eq!(o.warmup(), Duration::from_secs(6));
+        assert_eq!(o.sequential_write_window(), Duration::from_secs(84));
+        assert_eq!(o.short_window(), Duration::from_secs(12));
+        let o = opts(&["--duration", "4"]).unwrap();
+        assert_eq!(o.warmup(), Duration::from_secs(3));
+        assert_eq!(o.short_window(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn bad_values_name_the_option() {
+        for (args, needle) in [
+            (&["--duration", "0"][..], "--duration 0"),
+            (
+                &["--options-file", "o"][..],
+                "--options-file needs --properties-file",
+            ),
+            (
+                &["--random-read-io-buffer-size", "1000"][..],
+                "--random-read-io-buffer-size 1000",
+            ),
+            (
+                &[
+                    "--get-best-iops-with-buffer-sizes",
+                    "4k",
+                    "--random-write-io-buffer-size",
+                    "4k",
+                ][..],
+                "conflicts",
+            ),
+            (
+                &[
+                    "--detect-physical-block-size",
+                    "--random-write-io-buffer-size",
+                    "4k",
+                ][..],
+                "conflicts",
+            ),
+            (
+                &["--random-read-io-depth", "0"][..],
+                "--random-read-io-depth 0",
+            ),
+            (&["--smp", "0"][..], "--smp 0"),
+            (&["--file-size", "1M"][..], "--file-size"),
+        ] {
+            let e = opts(args).unwrap_err().to_string();
+            assert!(e.contains(needle), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn saturation_values() {
+        let o = opts(&["--saturation", "both"]).unwrap();
+        assert!(o.saturation_read && o.saturation_write);
+        let o = opts(&["--saturation", "write"]).unwrap();
+        assert!(!o.saturation_read && o.saturation_write);
+    }
+}

@@ -1,0 +1,455 @@
+//! The calibration procedure for one filesystem: warm-up, sequential write and read
+//! bandwidth, random write and read IOPS, and the optional saturation-length and
+//! physical-block-size probes. Follows the reference iotune (shared/reference/iotune.md) with
+//! its defects fixed: all shards write at once, reads only touch data this run wrote, random
+//! requests default to the physical block size, write buffers are incompressible.
+
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use scheduler::engine::{
+    self, Direction, EngineKind, JobResult, JobSpec, Pattern, ShardPlan, TestFile,
+};
+use scheduler::topology::Topology;
+
+use crate::options::Options;
+use crate::progress::Progress;
+use crate::report::{DiskReport, PhaseReport, Results};
+
+const KIB: u64 = 1024;
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// In-flight defaults derived from the topology (reference: 4·L sequential, min(128, Q/S) random).
+#[derive(Debug, Clone, Copy)]
+pub struct Depths {
+    pub sequential_write: usize,
+    pub sequential_read: usize,
+    pub random_write: usize,
+    pub random_read: usize,
+}
+
+impl Depths {
+    /// `in_flight_bound` is Q (None when sysfs did not say; the reference then guesses 128).
+    pub fn derive(
+        opts: &Options,
+        leaves: usize,
+        in_flight_bound: Option<u64>,
+        shards: usize,
+    ) -> Depths {
+        let seq = 4 * leaves.max(1);
+        let random = match opts.force_io_depth {
+            Some(q) => (q as usize / shards).max(1),
+            None => ((in_flight_bound.unwrap_or(128) as usize / shards).max(1)).min(128),
+        };
+        let d = opts.depths;
+        Depths {
+            sequential_write: d.sequential_write.unwrap_or(seq),
+            sequential_read: d.sequential_read.unwrap_or(seq),
+            random_write: d.random_write.unwrap_or(random),
+            random_read: d.random_read.unwrap_or(random),
+        }
+    }
+}
+
+/// One filesystem being calibrated.
+pub struct Calibration<'a> {
+    pub opts: &'a Options,
+    pub kind: EngineKind,
+    pub stop: &'a AtomicBool,
+    pub progress: &'a Progress,
+    pub topology: &'a Topology,
+    pub files: Vec<TestFile>,
+    pub depths: Depths,
+    /// Per shard: one past the last byte written by this run (reads stay below it).
+    pub written_end: Vec<u64>,
+    /// Per shard: where sequential writes continue.
+    cursor: Vec<u64>,
+    pub file_size: u64,
+}
+
+/// A phase's outcome: the summed figures and the largest per-shard deviation.
+pub struct Outcome {
+    pub iops: f64,
+    pub bandwidth: f64,
+    pub deviation: f64,
+}
+
+impl<'a> Calibration<'a> {
+    pub fn new(
+        opts: &'a Options,
+        kind: EngineKind,
+        stop: &'a AtomicBool,
+        progress: &'a Progress,
+        topology: &'a Topology,
+        files: Vec<TestFile>,
+        depths: Depths,
+        file_size: u64,
+    ) -> Self {
+        let n = files.len();
+        Calibration {
+            opts,
+            kind,
+            stop,
+            progress,
+            topology,
+            files,
+            depths,
+            written_end: vec![0; n],
+            cursor: vec![0; n],
+            file_size,
+        }
+    }
+
+    fn run(
+        &mut self,
+        name: &str,
+        shards: usize,
+        job: impl Fn(usize) -> JobSpec,
+        dropped: bool,
+        report: &mut DiskReport,
+    ) -> Result<Outcome> {
+        let jobs: Vec<JobSpec> = (0..shards).map(&job).collect();
+        let plans: Vec<ShardPlan<'_>> = jobs
+            .iter()
+            .zip(&self.files)
+            .map(|(j, f)| ShardPlan {
+                file: f,
+                job: j.clone(),
+            })
+            .collect();
+        let total = jobs[0].ramp + jobs[0].measure;
+        let mut bar = self.progress.phase(name, total);
+        let results: Vec<JobResult> =
+            engine::run_shards(self.kind, &plans, self.stop, &mut |t| bar.tick(t))
+                .with_context(|| format!("{name} phase failed"))?;
+        for (i, r) in results.iter().enumerate() {
+            self.written_end[i] = self.written_end[i].max(r.written_end);
+            if jobs[i].direction == Direction::Write && jobs[i].pattern == Pattern::Sequential {
+                self.cursor[i] = r.next_offset;
+            }
+        }
+        let phase = PhaseReport::new(name, dropped, &jobs, &results);
+        let out = Outcome {
+            iops: phase.total.iops,
+            bandwidth: phase.total.bandwidth,
+            deviation: phase.total.deviation,
+        };
+        bar.finish(&format!(
+            "{name}: {shards} shard(s) x {} in flight x {} B, {:.1} s measured: {:.0} MiB/s, {:.0} IOPS, p99 {:.0} us, deviation {:.1}%",
+            jobs[0].in_flight,
+            jobs[0].request_size,
+            jobs[0].measure.as_secs_f64(),
+            out.bandwidth / MIB,
+            out.iops,
+            phase.total.latency.p99_us,
+            out.deviation * 100.0
+        ));
+        report.phases.push(phase);
+        Ok(out)
+    }
+
+    fn shards(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Sequential writes from offset 0 on every shard, results dropped.
+    pub fn warm_up(&mut self, report: &mut DiskReport) -> Result<()> {
+        let (size, depth, window, file) = (
+            self.opts.sequential_write_size,
+            self.depths.sequential_write,
+            self.opts.warmup(),
+            self.file_size,
+        );
+        self.run(
+            "warm-up",
+            self.shards(),
+            |_| {
+                seq_job(
+                    Direction::Write,
+                    size,
+                    depth,
+                    file,
+                    0,
+                    Duration::ZERO,
+                    window,
+                )
+            },
+            true,
+            report,
+        )?;
+        Ok(())
+    }
+
+    /// Sequential write bandwidth, all shards at once, continuing where the warm-up stopped.
+    pub fn sequential_write(&mut self, report: &mut DiskReport) -> Result<Outcome> {
+        let (size, depth, window, file) = (
+            self.opts.sequential_write_size,
+            self.depths.sequential_write,
+            self.opts.sequential_write_window(),
+            self.file_size,
+        );
+        let cursor = self.cursor.clone();
+        self.run(
+            "sequential write",
+            self.shards(),
+            |i| {
+                seq_job(
+                    Direction::Write,
+                    size,
+                    depth,
+                    file,
+                    cursor[i],
+                    Duration::ZERO,
+                    window,
+                )
+            },
+            false,
+            report,
+        )
+    }
+
+    fn region_check(&self, size: u64) -> Result<()> {
+        if let Some((i, &end)) = self.written_end.iter().enumerate().find(|(_, &e)| e < size) {
+            bail!("shard {i} wrote only {end} bytes, less than one {size}-byte request: raise --duration or --file-size");
+        }
+        Ok(())
+    }
+
+    /// Sequential read bandwidth over what this run wrote, all shards at once.
+    pub fn sequential_read(&mut self, report: &mut DiskReport) -> Result<Outcome> {
+        let (size, depth) = (self.opts.sequential_read_size, self.depths.sequential_read);
+        self.region_check(size)?;
+        let (ramp, window, ends) = (
+            self.opts.ramp,
+            self.opts.short_window(),
+            self.written_end.clone(),
+        );
+        self.run(
+            "sequential read",
+            self.shards(),
+            |i| seq_job(Direction::Read, size, depth, ends[i], 0, ramp, window),
+            false,
+            report,
+        )
+    }
+
+    /// Random IOPS in one direction at `size`, all shards, inside the written region.
+    pub fn random(
+        &mut self,
+        direction: Direction,
+        size: u64,
+        name: &str,
+        dropped: bool,
+        report: &mut DiskReport,
+    ) -> Result<Outcome> {
+        self.region_check(size)?;
+        let depth = match direction {
+            Direction::Read => self.depths.random_read,
+            Direction::Write => self.depths.random_write,
+        };
+        let (ramp, window, ends) = (
+            self.opts.ramp,
+            self.opts.short_window(),
+            self.written_end.clone(),
+        );
+        self.run(
+            name,
+            self.shards(),
+            |i| random_job(direction, size, depth, ends[i], ramp, window),
+            dropped,
+            report,
+        )
+    }
+
+    /// Random-write IOPS at 512..8192-byte requests (from the DIO alignment up): the first size
+    /// whose successor gains no more than 5% is the write size that avoids read-modify-write.
+    pub fn detect_physical_block_size(&mut self, report: &mut DiskReport) -> Result<u64> {
+        let floor = self.topology.logical_block_size().max(512);
+        let sizes: Vec<u64> = [512, 1024, 2048, 4096, 8192]
+            .into_iter()
+            .filter(|&s| s >= floor)
+            .collect();
+        let mut iops = Vec::new();
+        for &s in &sizes {
+            let o = self.random(
+                Direction::Write,
+                s,
+                &format!("block size probe {s}"),
+                true,
+                report,
+            )?;
+            iops.push(o.iops);
+        }
+        Ok(pick_block_size(&sizes, &iops))
+    }
+
+    /// Smallest request size (halving from 512 KiB) whose bandwidth on one shard stays within
+    /// the deviation of the bandwidth at the sequential size.
+    pub fn saturation_length(
+        &mut self,
+        direction: Direction,
+        report: &mut DiskReport,
+    ) -> Result<u64> {
+        let (size, depth) = match direction {
+            Direction::Read => (self.opts.sequential_read_size, self.depths.sequential_read),
+            Direction::Write => (
+                self.opts.sequential_write_size,
+                self.depths.sequential_write,
+            ),
+        };
+        self.region_check(size)?;
+        let ramp = self.opts.ramp.min(Duration::from_secs(1));
+        let window = self.opts.duration.mul_f64(0.05).max(Duration::from_secs(1));
+        let end = self.written_end[0];
+        let dir_name = if direction == Direction::Read {
+            "read"
+        } else {
+            "write"
+        };
+        let job = |s: u64| move |_| seq_job(direction, s, depth, end, 0, ramp, window);
+        let base = self.run(
+            &format!("saturation {dir_name} {size}"),
+            1,
+            job(size),
+            true,
+            report,
+        )?;
+        let floor = base.bandwidth * (1.0 - base.deviation.max(self.opts.accuracy / 100.0));
+        let mut best = size;
+        let mut len = (512 * KIB).min(size / 2);
+        while len >= self.topology.logical_block_size().max(512) {
+            let o = self.run(
+                &format!("saturation {dir_name} {len}"),
+                1,
+                job(len),
+                true,
+                report,
+            )?;
+            if o.bandwidth < floor {
+                break;
+            }
+            best = len;
+            len /= 2;
+        }
+        Ok(best)
+    }
+
+    /// Bytes of written data summed over shards.
+    pub fn working_set(&self) -> u64 {
+        self.written_end.iter().sum()
+    }
+}
+
+fn seq_job(
+    direction: Direction,
+    size: u64,
+    depth: usize,
+    region: u64,
+    start: u64,
+    ramp: Duration,
+    measure: Duration,
+) -> JobSpec {
+    JobSpec {
+        direction,
+        pattern: Pattern::Sequential,
+        request_size: size,
+        in_flight: depth,
+        region_start: 0,
+        region_len: region,
+        sequential_start: start,
+        ramp,
+        measure,
+    }
+}
+
+fn random_job(
+    direction: Direction,
+    size: u64,
+    depth: usize,
+    region: u64,
+    ramp: Duration,
+    measure: Duration,
+) -> JobSpec {
+    JobSpec {
+        pattern: Pattern::Random,
+        ..seq_job(direction, size, depth, region, 0, ramp, measure)
+    }
+}
+
+/// The first size whose successor gains no more than 5% IOPS; the last size if all gain.
+pub fn pick_block_size(sizes: &[u64], iops: &[f64]) -> u64 {
+    for i in 0..sizes.len().saturating_sub(1) {
+        if iops[i + 1] <= iops[i] * 1.05 {
+            return sizes[i];
+        }
+    }
+    sizes.last().copied().unwrap_or(4096)
+}
+
+/// Formats the reference's console line: "… 1683 MiB/s (deviation 5%)" (suffix only above
+/// the accuracy).
+pub fn with_deviation(value: String, deviation: f64, accuracy_pct: f64) -> String {
+    let pct = (deviation * 100.0).round();
+    if pct > accuracy_pct {
+        format!("{value} (deviation {pct:.0}%)")
+    } else {
+        value
+    }
+}
+
+/// Rounds a measured rate to the integer written in io-properties (at least 1).
+pub fn as_rate(v: f64) -> u64 {
+    (v.round() as u64).max(1)
+}
+
+/// Fills `results` from the outcomes.
+pub fn results(
+    sw: &Outcome,
+    sr: &Outcome,
+    rw: &Outcome,
+    rr: &Outcome,
+    rw_size: u64,
+    rr_size: u64,
+) -> Results {
+    Results {
+        read_iops: as_rate(rr.iops),
+        read_bandwidth: as_rate(sr.bandwidth),
+        write_iops: as_rate(rw.iops),
+        write_bandwidth: as_rate(sw.bandwidth),
+        random_read_request_size: rr_size,
+        random_write_request_size: rw_size,
+        ..Results::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_size_pick() {
+        let sizes = [512, 1024, 2048, 4096, 8192];
+        // RMW below 4 KiB: IOPS jump at 4096, then flat.
+        assert_eq!(
+            pick_block_size(&sizes, &[10e3, 11e3, 12e3, 40e3, 39e3]),
+            4096
+        );
+        // Honest 512-byte device: flat from the start.
+        assert_eq!(
+            pick_block_size(&sizes, &[50e3, 49e3, 48e3, 45e3, 40e3]),
+            512
+        );
+        assert_eq!(pick_block_size(&[4096], &[1.0]), 4096);
+    }
+
+    #[test]
+    fn deviation_suffix() {
+        assert_eq!(
+            with_deviation("1683 MiB/s".into(), 0.05, 3.0),
+            "1683 MiB/s (deviation 5%)"
+        );
+        assert_eq!(with_deviation("1683 MiB/s".into(), 0.02, 3.0), "1683 MiB/s");
+        assert_eq!(with_deviation("9 IOPS".into(), 0.031, 3.0), "9 IOPS");
+    }
+}

@@ -1,0 +1,217 @@
+//! The JSON report (`--report FILE`): one serde struct, written atomically after every phase
+//! so an aborted run keeps what it measured.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use scheduler::engine::{Direction, EngineKind, JobResult, JobSpec, Pattern, SecondSample};
+use scheduler::topology::Topology;
+use serde::Serialize;
+
+use crate::stats::{deviation, Latency};
+
+/// Everything a run measured.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// "iotune-rs".
+    pub tool: &'static str,
+    /// Crate version.
+    pub version: &'static str,
+    /// I/O engine used.
+    pub engine: EngineKind,
+    /// Shards (threads, one test file each).
+    pub shards: usize,
+    /// Base duration, seconds.
+    pub duration_s: f64,
+    /// "running", "complete", "interrupted" or "failed".
+    pub status: &'static str,
+    /// One entry per measured filesystem.
+    pub disks: Vec<DiskReport>,
+}
+
+/// One filesystem's measurement.
+#[derive(Debug, Serialize)]
+pub struct DiskReport {
+    /// The directory the test files were created in.
+    pub evaluation_directory: PathBuf,
+    /// Mount point written to io-properties.yaml.
+    pub mountpoint: PathBuf,
+    /// Device tree, block sizes, queue limits.
+    pub topology: Topology,
+    /// Pitfalls found (scheduler, merges, write cache, free space, ...).
+    pub warnings: Vec<String>,
+    /// Voluntary context switches per submission in the sanity check (null: threads engine).
+    pub context_switches_per_write: Option<f64>,
+    /// Free space in the evaluation directory before the run, bytes.
+    pub free_bytes: u64,
+    /// Each shard's test file size, bytes.
+    pub file_size_per_shard: u64,
+    /// Bytes this run wrote and later phases read from (sum over shards): reads never touch
+    /// holes, which would measure the filesystem, not the disk.
+    pub read_working_set_bytes: u64,
+    /// Phases in the order they ran.
+    pub phases: Vec<PhaseReport>,
+    /// The figures written to io-properties.yaml, once known.
+    pub results: Option<Results>,
+}
+
+/// A phase: its settings and what each shard measured.
+#[derive(Debug, Serialize)]
+pub struct PhaseReport {
+    /// e.g. "sequential write", "random read 4096".
+    pub name: String,
+    /// True when the phase's figures are not used (warm-up, candidates that lost).
+    pub dropped: bool,
+    /// Read or write.
+    pub direction: Direction,
+    /// Sequential or random.
+    pub pattern: Pattern,
+    /// Bytes per request.
+    pub request_size: u64,
+    /// Requests in flight per shard.
+    pub in_flight_per_shard: usize,
+    /// Shards that ran at once.
+    pub shards: usize,
+    /// Seconds dropped at the start.
+    pub ramp_s: f64,
+    /// Seconds measured.
+    pub measure_s: f64,
+    /// Bytes of file each shard's requests could touch.
+    pub region_bytes_per_shard: u64,
+    /// Sum over shards.
+    pub total: Figures,
+    /// Per shard.
+    pub per_shard: Vec<ShardFigures>,
+}
+
+/// Rates of a phase or a shard.
+#[derive(Debug, Serialize)]
+pub struct Figures {
+    /// Requests per second.
+    pub iops: f64,
+    /// Bytes per second.
+    pub bandwidth: f64,
+    /// Requests completed in the measured window.
+    pub requests: u64,
+    /// Population std / mean of per-second requests (largest shard's for the total).
+    pub deviation: f64,
+    /// Completion latency.
+    pub latency: Latency,
+}
+
+/// One shard's figures, samples and CPU use.
+#[derive(Debug, Serialize)]
+pub struct ShardFigures {
+    /// Rates.
+    #[serde(flatten)]
+    pub figures: Figures,
+    /// Completions per whole second of the measured window.
+    pub samples: Vec<SecondSample>,
+    /// CPU seconds (user + system) used by the shard.
+    pub cpu_s: f64,
+    /// io_uring with registered file and buffers.
+    pub registered_buffers: bool,
+}
+
+/// The io-properties figures.
+#[derive(Debug, Serialize, Clone, Default)]
+pub struct Results {
+    /// ops/s
+    pub read_iops: u64,
+    /// bytes/s
+    pub read_bandwidth: u64,
+    /// ops/s
+    pub write_iops: u64,
+    /// bytes/s
+    pub write_bandwidth: u64,
+    /// bytes
+    pub read_saturation_length: Option<u64>,
+    /// bytes
+    pub write_saturation_length: Option<u64>,
+    /// bytes
+    pub physical_block_size: Option<u64>,
+    /// Random read request size used, bytes.
+    pub random_read_request_size: u64,
+    /// Random write request size used, bytes.
+    pub random_write_request_size: u64,
+}
+
+impl PhaseReport {
+    /// Builds a phase entry from the jobs and their results.
+    pub fn new(name: &str, dropped: bool, jobs: &[JobSpec], results: &[JobResult]) -> PhaseReport {
+        let job = &jobs[0];
+        let per_shard: Vec<ShardFigures> = results
+            .iter()
+            .map(|r| ShardFigures {
+                figures: Figures {
+                    iops: r.iops(),
+                    bandwidth: r.bandwidth(),
+                    requests: r.requests,
+                    deviation: deviation(&r.samples.iter().map(|s| s.requests).collect::<Vec<_>>()),
+                    latency: Latency::from_ns(&r.latency_ns),
+                },
+                samples: r.samples.clone(),
+                cpu_s: r.cpu.as_secs_f64(),
+                registered_buffers: r.registered,
+            })
+            .collect();
+        let mut all = results[0].latency_ns.clone();
+        for r in &results[1..] {
+            let _ = all.add(&r.latency_ns);
+        }
+        let total = Figures {
+            iops: per_shard.iter().map(|s| s.figures.iops).sum(),
+            bandwidth: per_shard.iter().map(|s| s.figures.bandwidth).sum(),
+            requests: per_shard.iter().map(|s| s.figures.requests).sum(),
+            deviation: per_shard
+                .iter()
+                .map(|s| s.figures.deviation)
+                .fold(0.0, f64::max),
+            latency: Latency::from_ns(&all),
+        };
+        PhaseReport {
+            name: name.to_string(),
+            dropped,
+            direction: job.direction,
+            pattern: job.pattern,
+            request_size: job.request_size,
+            in_flight_per_shard: job.in_flight,
+            shards: jobs.len(),
+            ramp_s: job.ramp.as_secs_f64(),
+            measure_s: job.measure.as_secs_f64(),
+            region_bytes_per_shard: job.region_len,
+            total,
+            per_shard,
+        }
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temp file in the same directory, then rename. A
+/// failure leaves neither a partial file nor the temp file behind.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".iotune-")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+    tmp.write_all(bytes)
+        .and_then(|_| tmp.as_file().sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+impl Report {
+    /// Writes the report as pretty JSON to `path` (atomically).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut bytes = serde_json::to_vec_pretty(self).context("cannot serialise the report")?;
+        bytes.push(b'\n');
+        write_atomically(path, &bytes)
+    }
+}
