@@ -1,1 +1,356 @@
+//! Device topology of an evaluation directory: filesystem, mountpoint,
+//! direct-I/O alignment and the tree of block devices beneath it.
+//!
+//! This is step 2 ("Topology") of the reference iotune, without its defects:
+//! a partition's disk is found by walking sysfs (never by assuming minor 0),
+//! md/dm stacks are followed through `slaves/` to their leaf disks, the sysfs
+//! root is a parameter (so fixture trees under a temporary directory can
+//! stand in for `/sys`), nothing is cached, and a missing optional attribute
+//! becomes `None` plus a [`TopologyWarning`] instead of a panic.
+//!
+//! The work is split in two independently testable halves:
+//!
+//! - [`FilesystemInfo::probe`] asks the real system about a directory
+//!   (`stat`, `statfs`, `statx`, mountpoint);
+//! - [`block_device_from_sysfs`] reads a device tree from any sysfs root.
+//!
+//! [`Topology::from_filesystem`] joins them; [`Topology::for_directory`] does
+//! both against `/sys`.
+//!
+//! ```no_run
+//! use scheduler::topology::Topology;
+//! let topo = Topology::for_directory(std::path::Path::new("/var/lib/data"))?;
+//! println!("{} leaf disk(s), in-flight bound {:?}", topo.leaf_count(), topo.in_flight_bound());
+//! for w in &topo.warnings {
+//!     eprintln!("warning: {w}");
+//! }
+//! # Ok::<(), scheduler::topology::TopologyError>(())
+//! ```
 
+mod device;
+mod error;
+pub mod fs;
+pub mod sysfs;
+mod warning;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+pub use device::block_device_from_sysfs;
+pub use error::TopologyError;
+pub use fs::{mountpoint_of, FilesystemInfo};
+pub use sysfs::WriteCache;
+pub use warning::TopologyWarning;
+
+/// Where sysfs is mounted on a running system.
+pub const SYSFS_ROOT: &str = "/sys";
+
+/// Physical block size assumed when there is no block device (tmpfs: the
+/// page size on x86-64), bytes.
+pub const DEFAULT_PHYSICAL_BLOCK_SIZE: u64 = 4096;
+
+/// Smallest request size ever derived from the topology, bytes (the
+/// reference's floor for `minimum_io_size`).
+pub const MIN_IO_SIZE: u64 = 512;
+
+/// One node of the block device tree under a filesystem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlockDevice {
+    /// Kernel name, the last component of its sysfs directory, e.g.
+    /// "nvme0n1", "nvme0n1p1", "md0", "dm-0", "vda".
+    pub name: String,
+    /// (major, minor), from the node's `dev` file.
+    pub dev: (u32, u32),
+    /// What kind of node this is.
+    pub kind: DeviceKind,
+    /// Request-queue limits from this node's `queue/` directory; for a
+    /// partition, a copy of its disk's.
+    pub queue: QueueLimits,
+    /// Components of an md, dm or other stacked device (from `slaves/`,
+    /// recursively, sorted by name); empty for disks and partitions.
+    pub slaves: Vec<BlockDevice>,
+    /// For a partition: the whole disk it belongs to (its parent sysfs
+    /// directory). `None` for every other kind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Box<BlockDevice>>,
+    /// Capacity from `size` (512-byte units) converted to bytes; `None` if the
+    /// file is missing or malformed.
+    pub size_bytes: Option<u64>,
+    /// For a partition: its offset on the disk from `start` (512-byte units)
+    /// converted to bytes. `None` for every other kind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_bytes: Option<u64>,
+}
+
+/// The kind of a [`BlockDevice`] node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum DeviceKind {
+    /// A whole disk with no components (NVMe namespace, SCSI/SATA disk,
+    /// virtio disk, loop device, ...).
+    Disk,
+    /// A partition: its sysfs directory holds a `partition` file and sits
+    /// inside its disk's directory.
+    Partition,
+    /// A Linux software RAID array (its directory has `md/`).
+    Md {
+        /// `md/level`, e.g. "raid0", "raid1", "raid10" (empty if unreadable).
+        level: String,
+        /// `md/chunk_size`, bytes (0 when the level has no chunks or the
+        /// file is unreadable).
+        chunk_size: u64,
+        /// `md/raid_disks`: member count of the array (the number of slaves
+        /// if the file is unreadable).
+        raid_disks: u32,
+    },
+    /// A device-mapper device (its directory has `dm/`): LVM, dm-crypt, ...
+    Dm,
+    /// A stacked device with `slaves/` that is neither md nor dm.
+    Other,
+}
+
+/// Request-queue limits of a block device, from its sysfs `queue/` directory.
+/// Fields are `Option` where the file may be missing on some devices or
+/// kernels (a [`TopologyWarning`] then says so for leaf disks).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueueLimits {
+    /// `queue/logical_block_size`, bytes: the smallest unit the device
+    /// addresses, hence the O_DIRECT alignment. Required.
+    pub logical_block_size: u64,
+    /// `queue/physical_block_size`, bytes: the smallest unit the device
+    /// writes without read-modify-write (4096 on a 512e drive). Falls back to
+    /// `logical_block_size` when missing.
+    pub physical_block_size: u64,
+    /// `queue/minimum_io_size`, bytes: preferred minimum request size (the
+    /// chunk size on md). Falls back to `physical_block_size` when missing.
+    pub minimum_io_size: u64,
+    /// `queue/optimal_io_size`, bytes: preferred request size for streaming
+    /// (stripe width on md), 0 when the device states none or it is missing.
+    pub optimal_io_size: u64,
+    /// `queue/nr_requests`: requests the block layer queues per hardware
+    /// queue (what the reference sums into its in-flight bound).
+    pub nr_requests: Option<u64>,
+    /// `queue/max_sectors_kb`, KiB: largest request the block layer sends
+    /// down; bigger ones are split.
+    pub max_sectors_kb: Option<u64>,
+    /// `queue/rotational`: true for spinning media.
+    pub rotational: Option<bool>,
+    /// `queue/scheduler`: the active I/O scheduler (the `[bracketed]` entry),
+    /// e.g. "none", "mq-deadline".
+    pub scheduler: Option<String>,
+    /// `queue/nomerges`: 0 = merges on, 1 = simple merges only, 2 = none.
+    pub nomerges: Option<u32>,
+    /// `queue/write_cache`: "write back" or "write through".
+    pub write_cache: Option<WriteCache>,
+}
+
+impl BlockDevice {
+    /// The leaf disks of this node, without duplicates (by `dev`): a
+    /// partition resolves to its disk's leaves, a stacked device to its
+    /// components' leaves, anything else is its own leaf.
+    pub fn leaves(&self) -> Vec<&BlockDevice> {
+        let mut out = Vec::new();
+        self.collect_leaves(&mut out);
+        out
+    }
+
+    fn collect_leaves<'a>(&'a self, out: &mut Vec<&'a BlockDevice>) {
+        if let Some(disk) = &self.parent {
+            disk.collect_leaves(out);
+        } else if !self.slaves.is_empty() {
+            for slave in &self.slaves {
+                slave.collect_leaves(out);
+            }
+        } else if !out.iter().any(|d| d.dev == self.dev) {
+            out.push(self);
+        }
+    }
+}
+
+/// Everything iotune needs to know about where an evaluation directory's
+/// data goes.
+#[derive(Debug, Clone, Serialize)]
+pub struct Topology {
+    /// The evaluation directory, canonicalised.
+    pub directory: PathBuf,
+    /// Its mountpoint ([`mountpoint_of`]).
+    pub mountpoint: PathBuf,
+    /// Filesystem type named from the `statfs` `f_type` magic ("ext4", "xfs",
+    /// "tmpfs", "btrfs", ...; "0x…" hex when unknown; ext2/3 read as "ext4").
+    pub fs_type: String,
+    /// `statfs` `f_bsize`, bytes.
+    pub fs_block_size: u64,
+    /// `statx` `STATX_DIOALIGN` memory alignment for O_DIRECT buffers, bytes;
+    /// `None` when not reported (kernel before 6.1, or unsupported).
+    pub dio_mem_align: Option<u32>,
+    /// `statx` `STATX_DIOALIGN` file offset/length alignment for O_DIRECT,
+    /// bytes; `None` when not reported.
+    pub dio_offset_align: Option<u32>,
+    /// The block device holding the filesystem; `None` when it has none
+    /// (tmpfs, overlayfs, NFS: `st_dev` major 0 and no block device as mount
+    /// source).
+    pub device: Option<BlockDevice>,
+    /// Non-fatal findings, to be shown to the user.
+    pub warnings: Vec<TopologyWarning>,
+}
+
+impl Topology {
+    /// The topology of `dir` on this machine, reading `/sys`. Probes the
+    /// directory as [`FilesystemInfo::probe`] does (which briefly creates an
+    /// unnamed `O_TMPFILE` file in it).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`FilesystemInfo::probe`] and [`block_device_from_sysfs`];
+    /// [`TopologyError::is_sysfs`] tells the latter apart, after which
+    /// [`Topology::without_device`] can still describe the filesystem.
+    pub fn for_directory(dir: &Path) -> Result<Topology, TopologyError> {
+        Topology::for_directory_with_sysfs(dir, Path::new(SYSFS_ROOT))
+    }
+
+    /// The topology of `dir` (probed on the real system) with its block
+    /// device read from the sysfs tree at `sysfs_root`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Topology::for_directory`].
+    pub fn for_directory_with_sysfs(
+        dir: &Path,
+        sysfs_root: &Path,
+    ) -> Result<Topology, TopologyError> {
+        let fs = FilesystemInfo::probe(dir)?;
+        Topology::from_filesystem(fs, sysfs_root)
+    }
+
+    /// Joins an already probed (or hand-made) [`FilesystemInfo`] with the
+    /// device tree of its `block_device` read from `sysfs_root`. This is the
+    /// sysfs half, testable on fixture trees with any device number. Without a
+    /// block device, sysfs is not read and the topology carries a
+    /// [`TopologyWarning::NoBlockDevice`].
+    ///
+    /// # Errors
+    ///
+    /// Those of [`block_device_from_sysfs`].
+    pub fn from_filesystem(
+        fs: FilesystemInfo,
+        sysfs_root: &Path,
+    ) -> Result<Topology, TopologyError> {
+        let Some(dev) = fs.block_device else {
+            let warning = TopologyWarning::NoBlockDevice {
+                fs_type: fs.fs_type.clone(),
+            };
+            return Ok(Topology::without_device_with(fs, warning));
+        };
+        let (device, warnings) = block_device_from_sysfs(sysfs_root, dev)?;
+        let mut topology = Topology {
+            directory: fs.directory,
+            mountpoint: fs.mountpoint,
+            fs_type: fs.fs_type,
+            fs_block_size: fs.fs_block_size,
+            dio_mem_align: fs.dio_mem_align,
+            dio_offset_align: fs.dio_offset_align,
+            device: Some(device),
+            warnings,
+        };
+        let physical = topology.physical_block_size();
+        if topology.fs_block_size < physical {
+            topology
+                .warnings
+                .push(TopologyWarning::FsBlockBelowPhysical {
+                    fs_type: topology.fs_type.clone(),
+                    fs_block_size: topology.fs_block_size,
+                    physical_block_size: physical,
+                });
+        }
+        Ok(topology)
+    }
+
+    /// A topology without a device, for when sysfs could not be read
+    /// ([`TopologyError::is_sysfs`]): the filesystem facts are kept, `device`
+    /// is `None`, and `error` becomes a [`TopologyWarning::SysfsUnreadable`].
+    pub fn without_device(fs: FilesystemInfo, error: &TopologyError) -> Topology {
+        let warning = TopologyWarning::SysfsUnreadable {
+            reason: error.chain(),
+        };
+        Topology::without_device_with(fs, warning)
+    }
+
+    fn without_device_with(fs: FilesystemInfo, warning: TopologyWarning) -> Topology {
+        Topology {
+            directory: fs.directory,
+            mountpoint: fs.mountpoint,
+            fs_type: fs.fs_type,
+            fs_block_size: fs.fs_block_size,
+            dio_mem_align: fs.dio_mem_align,
+            dio_offset_align: fs.dio_offset_align,
+            device: None,
+            warnings: vec![warning],
+        }
+    }
+
+    /// The leaf disks under the filesystem, without duplicates: partitions
+    /// resolved to their disk, md/dm resolved to their components. Empty when
+    /// there is no device.
+    pub fn leaves(&self) -> Vec<&BlockDevice> {
+        self.device
+            .as_ref()
+            .map(BlockDevice::leaves)
+            .unwrap_or_default()
+    }
+
+    /// Sum of the leaves' `queue/nr_requests` (the reference's in-flight
+    /// bound, in requests); `None` when there is no device or any leaf lacks
+    /// the attribute — the caller then guesses (the reference uses 128).
+    pub fn in_flight_bound(&self) -> Option<u64> {
+        let leaves = self.leaves();
+        if leaves.is_empty() {
+            return None;
+        }
+        leaves.iter().try_fold(0u64, |sum, d| {
+            Some(sum.saturating_add(d.queue.nr_requests?))
+        })
+    }
+
+    /// Largest `queue/physical_block_size` of the top device and its leaves,
+    /// bytes; [`DEFAULT_PHYSICAL_BLOCK_SIZE`] (4096, the page size that tmpfs
+    /// works in) when there is no device. Writes smaller than this cost a
+    /// read-modify-write.
+    pub fn physical_block_size(&self) -> u64 {
+        self.max_over_stack(|q| q.physical_block_size)
+            .unwrap_or(DEFAULT_PHYSICAL_BLOCK_SIZE)
+    }
+
+    /// Largest `queue/logical_block_size` of the top device and its leaves,
+    /// bytes (the top device counts: a dm-crypt with 4096-byte sectors over a
+    /// 512-byte disk needs 4096); without a device, `dio_offset_align` or
+    /// else 512. This is the O_DIRECT alignment.
+    pub fn logical_block_size(&self) -> u64 {
+        self.max_over_stack(|q| q.logical_block_size)
+            .unwrap_or_else(|| self.dio_offset_align.map_or(MIN_IO_SIZE, u64::from))
+    }
+
+    /// Largest `queue/minimum_io_size` of the leaves (not of the top device,
+    /// where md reports its chunk size), bytes, at least 512 — the
+    /// reference's random request size. 512 when there is no device.
+    pub fn minimum_io_size(&self) -> u64 {
+        self.leaves()
+            .iter()
+            .map(|d| d.queue.minimum_io_size)
+            .max()
+            .unwrap_or(0)
+            .max(MIN_IO_SIZE)
+    }
+
+    /// Number of leaf disks (the reference's array width L); 1 when there is
+    /// no device.
+    pub fn leaf_count(&self) -> usize {
+        self.leaves().len().max(1)
+    }
+
+    fn max_over_stack(&self, field: impl Fn(&QueueLimits) -> u64) -> Option<u64> {
+        let top = self.device.as_ref()?;
+        let leaves = top.leaves().into_iter().map(|d| field(&d.queue));
+        Some(leaves.fold(field(&top.queue), u64::max))
+    }
+}
