@@ -51,10 +51,25 @@ fn write_then_read_on_real_files() {
     for (dir, _guard) in dirs() {
         for kind in kinds() {
             let f = TestFile::create_unlinked(&dir, 64 * MIB).expect("test file");
-            assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "test file must have no name");
+            assert_eq!(
+                std::fs::read_dir(&dir).unwrap().count(),
+                0,
+                "test file must have no name"
+            );
             let stop = AtomicBool::new(false);
-            let plans = [ShardPlan { file: &f, job: job(Direction::Write, Pattern::Sequential, 128 << 10, 4, 64 * MIB) }];
-            let w = engine::run_shards(kind, &plans, &stop, &mut |_| {}).expect("sequential write").remove(0);
+            let plans = [ShardPlan {
+                file: &f,
+                job: job(
+                    Direction::Write,
+                    Pattern::Sequential,
+                    128 << 10,
+                    4,
+                    64 * MIB,
+                ),
+            }];
+            let w = engine::run_shards(kind, &plans, &stop, &mut |_| {})
+                .expect("sequential write")
+                .remove(0);
             assert!(w.requests > 0, "{kind} {dir:?}: no writes completed");
             assert_eq!(w.bytes, w.requests * (128 << 10));
             assert_eq!(w.samples.len(), 1, "one whole second in a 1.3 s window");
@@ -63,11 +78,24 @@ fn write_then_read_on_real_files() {
             assert!(w.latency_ns.len() == w.requests);
 
             let region = w.written_end;
-            let plans = [ShardPlan { file: &f, job: job(Direction::Read, Pattern::Random, 4096, 16, region) }];
-            let r = engine::run_shards(kind, &plans, &stop, &mut |_| {}).expect("random read").remove(0);
-            assert!(r.requests > 100, "{kind} {dir:?}: only {} reads", r.requests);
+            let plans = [ShardPlan {
+                file: &f,
+                job: job(Direction::Read, Pattern::Random, 4096, 16, region),
+            }];
+            let r = engine::run_shards(kind, &plans, &stop, &mut |_| {})
+                .expect("random read")
+                .remove(0);
+            assert!(
+                r.requests > 100,
+                "{kind} {dir:?}: only {} reads",
+                r.requests
+            );
             assert!(r.latency_ns.value_at_quantile(0.99) >= r.latency_ns.value_at_quantile(0.5));
-            println!("{kind} {dir:?}: seq write {:.0} MiB/s, rand read {:.0} IOPS", w.bandwidth() / MIB as f64, r.iops());
+            println!(
+                "{kind} {dir:?}: seq write {:.0} MiB/s, rand read {:.0} IOPS",
+                w.bandwidth() / MIB as f64,
+                r.iops()
+            );
         }
     }
 }
@@ -87,7 +115,10 @@ fn stop_flag_interrupts_and_drains() {
                 stop.store(true, std::sync::atomic::Ordering::Relaxed);
             }
         });
-        assert!(matches!(res, Err(engine::EngineError::Interrupted)), "{kind}: {res:?}");
+        assert!(
+            matches!(res, Err(engine::EngineError::Interrupted)),
+            "{kind}: {res:?}"
+        );
         assert!(t.elapsed() < Duration::from_secs(5));
     }
 }
@@ -101,7 +132,8 @@ fn reading_past_the_end_is_an_error_not_a_panic() {
         let mut j = job(Direction::Read, Pattern::Sequential, 4096, 2, 2 * MIB);
         j.region_start = MIB;
         j.sequential_start = MIB;
-        let err = engine::run_shards(kind, &[ShardPlan { file: &f, job: j }], &stop, &mut |_| {}).unwrap_err();
+        let err = engine::run_shards(kind, &[ShardPlan { file: &f, job: j }], &stop, &mut |_| {})
+            .unwrap_err();
         assert!(err.to_string().contains("short read"), "{kind}: {err}");
     }
 }
@@ -110,9 +142,14 @@ fn reading_past_the_end_is_an_error_not_a_panic() {
 fn context_switch_check_passes_on_ext4_and_tmpfs() {
     for (dir, _g) in dirs() {
         let f = TestFile::create_unlinked(&dir, 0).unwrap();
-        if let Some(cs) = engine::context_switches_per_submit(EngineKind::Uring, &f, 200, 4096).unwrap() {
+        if let Some(cs) =
+            engine::context_switches_per_submit(EngineKind::Uring, &f, 200, 4096).unwrap()
+        {
             println!("{dir:?}: {cs:.3} voluntary context switches per submission");
-            assert!(cs <= 0.1, "{dir:?}: submissions block ({cs} switches per write)");
+            assert!(
+                cs <= 0.1,
+                "{dir:?}: submissions block ({cs} switches per write)"
+            );
         }
     }
 }

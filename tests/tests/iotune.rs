@@ -1,0 +1,331 @@
+//! The built `iotune` binary on real directories.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use e2e::{bin, disk_dir, entries, run};
+use scheduler::io_properties::IoProperties;
+
+/// Short-run arguments: 4 s base duration, 2 shards, 128 MiB per shard, 1 s ramps.
+fn quick(dir: &Path) -> Vec<String> {
+    [
+        "--evaluation-directory",
+        dir.to_str().unwrap(),
+        "--duration",
+        "4",
+        "--smp",
+        "2",
+        "--file-size",
+        "128M",
+        "--ramp-time",
+        "1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn check_full_run(eval: &Path, engine: &str) {
+    let out_dir = tempfile::tempdir().unwrap();
+    let props = out_dir.path().join("io-properties.yaml");
+    let report = out_dir.path().join("report.json");
+    let out = run(Command::new(bin("iotune")).args(quick(eval)).args([
+        "--engine",
+        engine,
+        "--properties-file",
+        props.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{engine}: exit {:?}\n{stdout}\n{stderr}",
+        out.status
+    );
+    for line in [
+        "Starting Evaluation",
+        "Measuring sequential write bandwidth: ",
+        "Measuring sequential read bandwidth: ",
+        "Measuring random write IOPS: ",
+        "Measuring random read IOPS: ",
+        "Writing result to ",
+    ] {
+        assert!(
+            stdout.contains(line),
+            "{engine}: stdout lacks {line:?}:\n{stdout}"
+        );
+    }
+
+    let (p, _) = IoProperties::from_file(&props).expect("valid io-properties");
+    assert_eq!(p.disks.len(), 1);
+    let d = &p.disks[0];
+    let mountpoint = scheduler::topology::mountpoint_of(eval).unwrap();
+    assert_eq!(d.mountpoints, vec![mountpoint.clone()]);
+    for (name, v) in [
+        ("read_iops", d.read_iops),
+        ("read_bandwidth", d.read_bandwidth),
+        ("write_iops", d.write_iops),
+        ("write_bandwidth", d.write_bandwidth),
+    ] {
+        assert!(v > 0, "{engine}: {name} is {v}");
+    }
+    assert!(
+        d.read_bandwidth > 1 << 20 && d.write_bandwidth > 1 << 20,
+        "{engine}: implausible bandwidth {d:?}"
+    );
+    assert!(
+        d.read_iops > 100 && d.write_iops > 100,
+        "{engine}: implausible IOPS {d:?}"
+    );
+
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r["status"], "complete");
+    assert_eq!(r["engine"], engine);
+    assert_eq!(r["shards"], 2);
+    let disk = &r["disks"][0];
+    assert_eq!(disk["mountpoint"], mountpoint.to_str().unwrap());
+    let res = &disk["results"];
+    assert_eq!(res["read_iops"], d.read_iops);
+    assert_eq!(res["write_bandwidth"], d.write_bandwidth);
+    assert_eq!(disk["read_working_set_bytes"].as_u64().unwrap() > 0, true);
+    assert!(disk["read_working_set_bytes"].as_u64().unwrap() <= 2 * 128 << 20);
+    let phases = disk["phases"].as_array().unwrap();
+    let names: Vec<&str> = phases.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names[..3],
+        ["warm-up", "sequential write", "sequential read"],
+        "{names:?}"
+    );
+    for ph in phases {
+        let shards = ph["per_shard"].as_array().unwrap();
+        assert_eq!(shards.len(), 2, "{}", ph["name"]);
+        let total: f64 = shards.iter().map(|s| s["iops"].as_f64().unwrap()).sum();
+        assert!((total - ph["total"]["iops"].as_f64().unwrap()).abs() < 1e-6 * total.max(1.0));
+        assert!(
+            !shards[0]["samples"].as_array().unwrap().is_empty(),
+            "{}: no per-second samples",
+            ph["name"]
+        );
+        assert!(
+            ph["total"]["latency"]["p99_us"].as_f64().unwrap()
+                >= ph["total"]["latency"]["p50_us"].as_f64().unwrap()
+        );
+    }
+    let sw = phases
+        .iter()
+        .find(|p| p["name"] == "sequential write")
+        .unwrap();
+    assert_eq!(
+        sw["total"]["bandwidth"].as_f64().unwrap().round() as u64,
+        d.write_bandwidth
+    );
+    assert!(
+        entries(eval).is_empty(),
+        "{engine}: evaluation directory not empty: {:?}",
+        entries(eval)
+    );
+}
+
+#[test]
+fn full_run_on_the_work_disk_with_both_engines() {
+    let eval = disk_dir();
+    for engine in ["uring", "threads"] {
+        check_full_run(eval.path(), engine);
+    }
+}
+
+#[test]
+fn full_run_on_tmpfs_without_a_block_device() {
+    if !Path::new("/dev/shm").is_dir() {
+        println!("skipped: /dev/shm does not exist on this machine");
+        return;
+    }
+    let eval = tempfile::tempdir_in("/dev/shm").unwrap();
+    check_full_run(eval.path(), "uring");
+}
+
+/// Runs iotune with `args` and expects a clear error: non-zero exit, `needle` on stderr, no
+/// properties file.
+fn expect_error(args: &[&str], needle: &str) {
+    let out_dir = tempfile::tempdir().unwrap();
+    let props = out_dir.path().join("p.yaml");
+    let out = run(Command::new(bin("iotune"))
+        .args(args)
+        .args(["--properties-file", props.to_str().unwrap()]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    assert!(
+        stderr.contains(needle),
+        "{args:?}: stderr lacks {needle:?}:\n{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{args:?} panicked:\n{stderr}");
+    assert!(!props.exists(), "{args:?} wrote a properties file");
+    assert!(
+        entries(out_dir.path()).is_empty(),
+        "{args:?} left {:?}",
+        entries(out_dir.path())
+    );
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let eval = disk_dir();
+    let e = eval.path().to_str().unwrap();
+    let file = eval.path().join("plain-file");
+    std::fs::write(&file, b"x").unwrap();
+    let f = file.to_str().unwrap();
+    expect_error(
+        &["--evaluation-directory", "/nonexistent/iotune"],
+        "evaluation directory /nonexistent/iotune cannot be used",
+    );
+    expect_error(&["--evaluation-directory", f], "is not a directory");
+    expect_error(
+        &["--evaluation-directory", e, "--duration", "0"],
+        "--duration 0",
+    );
+    expect_error(
+        &["--evaluation-directory", e, "--saturation", "sideways"],
+        "sideways",
+    );
+    expect_error(
+        &[
+            "--evaluation-directory",
+            e,
+            "--get-best-iops-with-buffer-sizes",
+            "4k,8k",
+            "--random-read-io-buffer-size",
+            "4k",
+        ],
+        "conflicts",
+    );
+    expect_error(
+        &[
+            "--evaluation-directory",
+            e,
+            "--random-write-io-buffer-size",
+            "100",
+        ],
+        "multiple of 512",
+    );
+    expect_error(
+        &[
+            "--evaluation-directory",
+            e,
+            "--file-size",
+            "100T",
+            "--duration",
+            "1",
+        ],
+        "lower --file-size",
+    );
+    let out = run(Command::new(bin("iotune")).args([
+        "--evaluation-directory",
+        e,
+        "--options-file",
+        "/tmp/iotune-e2e-x.conf",
+    ]));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--options-file needs --properties-file"));
+    assert!(!Path::new("/tmp/iotune-e2e-x.conf").exists());
+    std::fs::remove_file(&file).unwrap();
+    // An output path in a missing directory fails before measuring.
+    let out = run(Command::new(bin("iotune"))
+        .args(quick(eval.path()))
+        .args(["--properties-file", "/nonexistent/dir/p.yaml"]));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("Starting Evaluation"));
+    assert!(entries(eval.path()).is_empty());
+}
+
+#[test]
+fn ctrl_c_leaves_nothing_behind() {
+    let eval = disk_dir();
+    let out_dir = tempfile::tempdir().unwrap();
+    let props = out_dir.path().join("p.yaml");
+    let mut child = Command::new(bin("iotune"))
+        .args([
+            "--evaluation-directory",
+            eval.path().to_str().unwrap(),
+            "--duration",
+            "60",
+            "--smp",
+            "2",
+            "--file-size",
+            "64M",
+        ])
+        .args(["--properties-file", props.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    // SAFETY: kill on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "iotune did not stop within 10 s of SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(!props.exists());
+    assert!(
+        entries(eval.path()).is_empty(),
+        "left behind: {:?}",
+        entries(eval.path())
+    );
+    assert!(entries(out_dir.path()).is_empty());
+}
+
+#[test]
+fn fs_check_and_options_file() {
+    let eval = disk_dir();
+    let out = run(Command::new(bin("iotune")).args([
+        "--evaluation-directory",
+        eval.path().to_str().unwrap(),
+        "--fs-check",
+        "--smp",
+        "1",
+    ]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("O_DIRECT supported"));
+    assert!(entries(eval.path()).is_empty());
+
+    let out_dir = tempfile::tempdir().unwrap();
+    let props = out_dir.path().join("p.yaml");
+    let conf = out_dir.path().join("io.conf");
+    let out = run(Command::new(bin("iotune")).args(quick(eval.path())).args([
+        "--properties-file",
+        props.to_str().unwrap(),
+        "--options-file",
+        conf.to_str().unwrap(),
+        "--format",
+        "envfile",
+    ]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&conf).unwrap(),
+        format!("SEASTAR_IO=\"--io-properties-file={}\"\n", props.display())
+    );
+}
