@@ -329,3 +329,128 @@ fn fs_check_and_options_file() {
         format!("SEASTAR_IO=\"--io-properties-file={}\"\n", props.display())
     );
 }
+
+#[test]
+fn optional_probes_write_optional_keys() {
+    // tmpfs when available (fast), else the work disk.
+    let eval = if Path::new("/dev/shm").is_dir() {
+        tempfile::tempdir_in("/dev/shm").unwrap()
+    } else {
+        disk_dir()
+    };
+    let out_dir = tempfile::tempdir().unwrap();
+    let props = out_dir.path().join("p.yaml");
+    let report = out_dir.path().join("r.json");
+    let mut args = quick(eval.path());
+    let ramp = args.iter().position(|a| a == "--ramp-time").unwrap();
+    args[ramp + 1] = "0.5".into();
+    let out = run(Command::new(bin("iotune")).args(&args).args([
+        "--saturation",
+        "both",
+        "--detect-physical-block-size",
+        "--properties-file",
+        props.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&props).unwrap();
+    let (p, _) = IoProperties::from_file(&props).unwrap();
+    let d = &p.disks[0];
+    for (name, v) in [
+        ("read_saturation_length", d.read_saturation_length),
+        ("write_saturation_length", d.write_saturation_length),
+        ("physical_block_size", d.physical_block_size),
+    ] {
+        let v = v.unwrap_or_else(|| panic!("{name} missing:\n{text}"));
+        assert!(
+            v.is_power_of_two() && (512..=1 << 20).contains(&v),
+            "{name} = {v}"
+        );
+    }
+    // Key order as the reference writer: the four rates, then the optional keys.
+    let keys: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.trim_start_matches([' ', '-']).split(':').next().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "mountpoint",
+            "read_iops",
+            "read_bandwidth",
+            "write_iops",
+            "write_bandwidth",
+            "read_saturation_length",
+            "write_saturation_length",
+            "physical_block_size"
+        ]
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let names: Vec<String> = r["disks"][0]["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.starts_with("block size probe 512")),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n.starts_with("saturation read")),
+        "{names:?}"
+    );
+    // The random write used the detected size.
+    assert!(
+        names.contains(&format!("random write {}", d.physical_block_size.unwrap())),
+        "{names:?}"
+    );
+
+    let out = run(Command::new(bin("iotune")).args(&args).args([
+        "--get-best-iops-with-buffer-sizes",
+        "4k,8k",
+        "--report",
+        report.to_str().unwrap(),
+    ]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let phases = r["disks"][0]["phases"].as_array().unwrap();
+    for name in [
+        "random write 4096",
+        "random write 8192",
+        "random read 4096",
+        "random read 8192",
+    ] {
+        assert!(phases.iter().any(|p| p["name"] == name), "{name} missing");
+    }
+    let best = |dir: &str| {
+        phases
+            .iter()
+            .filter(|p| {
+                p["name"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("random {dir}"))
+            })
+            .map(|p| p["total"]["iops"].as_f64().unwrap().round() as u64)
+            .max()
+            .unwrap()
+    };
+    assert_eq!(r["disks"][0]["results"]["write_iops"], best("write"));
+    assert_eq!(r["disks"][0]["results"]["read_iops"], best("read"));
+    // Without --properties-file the YAML goes to stdout.
+    assert!(String::from_utf8_lossy(&out.stdout).contains("disks:\n  - mountpoint: "));
+    assert!(entries(eval.path()).is_empty());
+}
