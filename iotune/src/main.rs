@@ -331,9 +331,6 @@ fn measure(
     let acc = opts.accuracy;
 
     println!("Warming up the disk for sequential write job...");
-    cal.warm_up(disk!())?;
-    save(report)?;
-    println!("Starting Evaluation. This may take a while...");
     let sw = cal.sequential_write(disk!())?;
     println!(
         "Measuring sequential write bandwidth: {}",

@@ -40,7 +40,7 @@ impl Depths {
         let seq = 4 * leaves.max(1);
         let random = match opts.force_io_depth {
             Some(q) => (q as usize / shards).max(1),
-            None => ((in_flight_bound.unwrap_or(128) as usize / shards).max(1)).min(128),
+            None => (in_flight_bound.unwrap_or(128) as usize / shards).clamp(1, 128),
         };
         let d = opts.depths;
         Depths {
@@ -63,8 +63,6 @@ pub struct Calibration<'a> {
     pub depths: Depths,
     /// Per shard: one past the last byte written by this run (reads stay below it).
     pub written_end: Vec<u64>,
-    /// Per shard: where sequential writes continue.
-    cursor: Vec<u64>,
     pub file_size: u64,
 }
 
@@ -76,6 +74,7 @@ pub struct Outcome {
 }
 
 impl<'a> Calibration<'a> {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         opts: &'a Options,
         kind: EngineKind,
@@ -96,7 +95,6 @@ impl<'a> Calibration<'a> {
             files,
             depths,
             written_end: vec![0; n],
-            cursor: vec![0; n],
             file_size,
         }
     }
@@ -109,6 +107,20 @@ impl<'a> Calibration<'a> {
         dropped: bool,
         report: &mut DiskReport,
     ) -> Result<Outcome> {
+        self.run_announcing(name, shards, job, dropped, report, None)
+    }
+
+    /// Runs a phase; `announce` is printed on stdout when the ramp ends (the reference's
+    /// "Starting Evaluation" line after the warm-up).
+    fn run_announcing(
+        &mut self,
+        name: &str,
+        shards: usize,
+        job: impl Fn(usize) -> JobSpec,
+        dropped: bool,
+        report: &mut DiskReport,
+        announce: Option<&str>,
+    ) -> Result<Outcome> {
         let jobs: Vec<JobSpec> = (0..shards).map(&job).collect();
         let plans: Vec<ShardPlan<'_>> = jobs
             .iter()
@@ -120,14 +132,22 @@ impl<'a> Calibration<'a> {
             .collect();
         let total = jobs[0].ramp + jobs[0].measure;
         let mut bar = self.progress.phase(name, total);
-        let results: Vec<JobResult> =
-            engine::run_shards(self.kind, &plans, self.stop, &mut |t| bar.tick(t))
-                .with_context(|| format!("{name} phase failed"))?;
+        let ramp = jobs[0].ramp;
+        let mut pending = announce;
+        let results: Vec<JobResult> = engine::run_shards(self.kind, &plans, self.stop, &mut |t| {
+            bar.tick(t);
+            if t >= ramp {
+                if let Some(line) = pending.take() {
+                    println!("{line}");
+                }
+            }
+        })
+        .with_context(|| format!("{name} phase failed"))?;
+        if let Some(line) = pending {
+            println!("{line}");
+        }
         for (i, r) in results.iter().enumerate() {
             self.written_end[i] = self.written_end[i].max(r.written_end);
-            if jobs[i].direction == Direction::Write && jobs[i].pattern == Pattern::Sequential {
-                self.cursor[i] = r.next_offset;
-            }
         }
         let phase = PhaseReport::new(name, dropped, &jobs, &results);
         let out = Outcome {
@@ -153,35 +173,9 @@ impl<'a> Calibration<'a> {
         self.files.len()
     }
 
-    /// Sequential writes from offset 0 on every shard, results dropped.
-    pub fn warm_up(&mut self, report: &mut DiskReport) -> Result<()> {
-        let (size, depth, window, file) = (
-            self.opts.sequential_write_size,
-            self.depths.sequential_write,
-            self.opts.warmup(),
-            self.file_size,
-        );
-        self.run(
-            "warm-up",
-            self.shards(),
-            |_| {
-                seq_job(
-                    Direction::Write,
-                    size,
-                    depth,
-                    file,
-                    0,
-                    Duration::ZERO,
-                    window,
-                )
-            },
-            true,
-            report,
-        )?;
-        Ok(())
-    }
-
-    /// Sequential write bandwidth, all shards at once, continuing where the warm-up stopped.
+    /// Sequential write bandwidth, all shards at once. The warm-up, max(3 s, 5% of D), is the
+    /// dropped ramp of the same run: no idle gap between them lets a device (or a throttle)
+    /// bank credit that would flatter the first measured seconds.
     pub fn sequential_write(&mut self, report: &mut DiskReport) -> Result<Outcome> {
         let (size, depth, window, file) = (
             self.opts.sequential_write_size,
@@ -189,23 +183,14 @@ impl<'a> Calibration<'a> {
             self.opts.sequential_write_window(),
             self.file_size,
         );
-        let cursor = self.cursor.clone();
-        self.run(
+        let warmup = self.opts.warmup();
+        self.run_announcing(
             "sequential write",
             self.shards(),
-            |i| {
-                seq_job(
-                    Direction::Write,
-                    size,
-                    depth,
-                    file,
-                    cursor[i],
-                    Duration::ZERO,
-                    window,
-                )
-            },
+            |_| seq_job(Direction::Write, size, depth, file, 0, warmup, window),
             false,
             report,
+            Some("Starting Evaluation. This may take a while..."),
         )
     }
 

@@ -91,8 +91,8 @@ fn check_full_run(eval: &Path, engine: &str) {
     let res = &disk["results"];
     assert_eq!(res["read_iops"], d.read_iops);
     assert_eq!(res["write_bandwidth"], d.write_bandwidth);
-    assert_eq!(disk["read_working_set_bytes"].as_u64().unwrap() > 0, true);
-    assert!(disk["read_working_set_bytes"].as_u64().unwrap() <= 2 * 128 << 20);
+    assert!(disk["read_working_set_bytes"].as_u64().unwrap() > 0);
+    assert!(disk["read_working_set_bytes"].as_u64().unwrap() <= (2 * 128) << 20);
     let phases = disk["phases"].as_array().unwrap();
     let names: Vec<&str> = phases.iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(

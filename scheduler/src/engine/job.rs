@@ -6,16 +6,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::rng::Rng;
-
-/// Read or write.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    /// `pread`/`IORING_OP_READ`.
-    Read,
-    /// `pwrite`/`IORING_OP_WRITE`; buffers hold incompressible, per-request unique data.
-    Write,
-}
+pub use crate::direction::Direction;
 
 /// Where successive requests land.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -14,6 +14,7 @@
 mod buffer;
 mod file;
 mod job;
+mod ring;
 pub mod rng;
 mod threads;
 mod uring;
@@ -27,6 +28,7 @@ use std::time::{Duration, Instant};
 pub use buffer::BufferArena;
 pub use file::{available_space, TestFile};
 pub use job::{Direction, JobResult, JobSpec, Pattern, SecondSample};
+pub use ring::{Ring, RingCompletion, RingRequest};
 pub use uring::probe as probe_uring;
 
 /// Which back end submits the requests.

@@ -14,6 +14,7 @@ use io_uring::{opcode, squeue, types, IoUring};
 
 use super::buffer::BufferArena;
 use super::job::{Direction, JobResult, JobSpec, Recorder, Stream};
+use super::ring::{sqe, RingRequest};
 use super::{thread_cpu_time, EngineError};
 
 /// Builds a ring with `entries` submission slots, preferring the single-issuer / deferred
@@ -78,38 +79,22 @@ pub(crate) fn run_job(
     let mut error: Option<EngineError> = None;
 
     let (submitter, mut sq, mut cq) = ring.split();
+    let direction = job.direction;
     let make = |slot: usize, offset: u64| -> squeue::Entry {
-        let ptr = bufs.slot_ptr(slot);
-        let e = match (write, fixed_file, fixed_bufs) {
-            (false, true, true) => opcode::ReadFixed::new(types::Fixed(0), ptr, len, 0)
-                .offset(offset)
-                .build(),
-            (false, true, false) => opcode::Read::new(types::Fixed(0), ptr, len)
-                .offset(offset)
-                .build(),
-            (false, false, true) => opcode::ReadFixed::new(types::Fd(fd), ptr, len, 0)
-                .offset(offset)
-                .build(),
-            (false, false, false) => opcode::Read::new(types::Fd(fd), ptr, len)
-                .offset(offset)
-                .build(),
-            (true, true, true) => opcode::WriteFixed::new(types::Fixed(0), ptr, len, 0)
-                .offset(offset)
-                .build(),
-            (true, true, false) => opcode::Write::new(types::Fixed(0), ptr, len)
-                .offset(offset)
-                .build(),
-            (true, false, true) => opcode::WriteFixed::new(types::Fd(fd), ptr, len, 0)
-                .offset(offset)
-                .build(),
-            (true, false, false) => opcode::Write::new(types::Fd(fd), ptr, len)
-                .offset(offset)
-                .build(),
+        let req = RingRequest {
+            direction,
+            file: 0,
+            offset,
+            slot,
+            slot_offset: 0,
+            len,
+            user_data: slot as u64,
         };
-        e.user_data(slot as u64)
+        sqe(req, fd, bufs.slot_ptr(slot), fixed_file, fixed_bufs)
     };
 
     let mut in_flight = 0usize;
+    #[allow(clippy::needless_range_loop)] // slot is also the buffer index and user_data
     for slot in 0..depth {
         let offset = stream.next_offset();
         if write {

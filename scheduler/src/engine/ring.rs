@@ -1,0 +1,350 @@
+//! A per-shard submission/completion interface for callers that decide request by request
+//! (the scheduler's I/O queue, io-tester's fibers), as opposed to the closed-loop jobs.
+//!
+//! Requests name a buffer slot of the ring's own arena, so the API is safe: the ring keeps the
+//! memory alive, and dropping the ring first waits for every in-flight request.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use io_uring::{opcode, squeue, types, IoUring};
+
+use super::buffer::BufferArena;
+use super::uring::build_ring;
+use super::{Direction, EngineError, EngineKind};
+
+/// One request for [`Ring::push`].
+#[derive(Clone, Copy, Debug)]
+pub struct RingRequest {
+    /// Read or write.
+    pub direction: Direction,
+    /// Index into the files given to [`Ring::new`].
+    pub file: usize,
+    /// File offset, bytes (aligned to the file's DIO offset alignment).
+    pub offset: u64,
+    /// Buffer slot of the ring's arena.
+    pub slot: usize,
+    /// Byte offset inside the slot (for the parts of a split request).
+    pub slot_offset: usize,
+    /// Bytes to transfer; `slot_offset + len` must not exceed the slot size.
+    pub len: u32,
+    /// Returned with the completion.
+    pub user_data: u64,
+}
+
+/// A completed request: its `user_data` and the kernel's result (bytes, or a negative errno).
+#[derive(Clone, Copy, Debug)]
+pub struct RingCompletion {
+    /// As given in the request.
+    pub user_data: u64,
+    /// Bytes transferred, or `-errno`.
+    pub result: i32,
+}
+
+/// Per-shard request interface over io_uring, or over worker threads when io_uring is
+/// unavailable.
+pub struct Ring {
+    backend: Backend,
+    bufs: std::sync::Arc<BufferArena>,
+    files: Vec<RawFd>,
+    in_flight: usize,
+    /// When the last `submit_and_wait`/`reap` returned: the completion time of what it reaped.
+    last_reap: Instant,
+}
+
+enum Backend {
+    Uring {
+        ring: IoUring,
+        fixed_files: bool,
+        fixed_bufs: bool,
+    },
+    Threads {
+        tx: Option<mpsc::Sender<(RingRequest, RawFd)>>,
+        rx: mpsc::Receiver<RingCompletion>,
+        workers: Vec<std::thread::JoinHandle<()>>,
+    },
+}
+
+impl Ring {
+    /// Creates a ring with `slots` buffer slots of `slot_size` bytes (random, incompressible
+    /// contents) for requests on `files`; at most `slots` requests are in flight.
+    ///
+    /// The threads back end starts `slots` worker threads doing blocking `pread`/`pwrite`.
+    pub fn new(
+        kind: EngineKind,
+        slots: usize,
+        slot_size: usize,
+        files: &[RawFd],
+    ) -> Result<Ring, EngineError> {
+        let slots = slots.max(1);
+        let bufs = std::sync::Arc::new(
+            BufferArena::new_random(slots, slot_size, 4096, super::rng::seed_for(slots)).ok_or(
+                EngineError::Alloc {
+                    bytes: slots * slot_size,
+                },
+            )?,
+        );
+        let backend = match kind {
+            EngineKind::Uring => {
+                let ring = build_ring(slots as u32)
+                    .map_err(|source| EngineError::UringUnavailable { source })?;
+                let fixed_files = ring.submitter().register_files(files).is_ok();
+                // SAFETY: the arena is owned by this Ring (Arc) and outlives the io_uring, which
+                // `Drop` tears down first after draining every request.
+                let fixed_bufs =
+                    unsafe { ring.submitter().register_buffers(&[bufs.iovec()]) }.is_ok();
+                Backend::Uring {
+                    ring,
+                    fixed_files,
+                    fixed_bufs,
+                }
+            }
+            EngineKind::Threads => {
+                let (tx, work_rx) = mpsc::channel::<(RingRequest, RawFd)>();
+                let work_rx = std::sync::Arc::new(std::sync::Mutex::new(work_rx));
+                let (done_tx, rx) = mpsc::channel();
+                let workers = (0..slots)
+                    .map(|_| {
+                        let (work_rx, done_tx, bufs) =
+                            (work_rx.clone(), done_tx.clone(), bufs.clone());
+                        std::thread::spawn(move || loop {
+                            let next = work_rx.lock().map(|r| r.recv());
+                            let Ok(Ok((req, fd))) = next else { return };
+                            let result = blocking_io(&bufs, &req, fd);
+                            if done_tx
+                                .send(RingCompletion {
+                                    user_data: req.user_data,
+                                    result,
+                                })
+                                .is_err()
+                            {
+                                return;
+                            }
+                        })
+                    })
+                    .collect();
+                Backend::Threads {
+                    tx: Some(tx),
+                    rx,
+                    workers,
+                }
+            }
+        };
+        Ok(Ring {
+            backend,
+            bufs,
+            files: files.to_vec(),
+            in_flight: 0,
+            last_reap: Instant::now(),
+        })
+    }
+
+    /// Slots in the arena (the in-flight bound).
+    pub fn slots(&self) -> usize {
+        self.bufs.count()
+    }
+
+    /// Bytes per slot.
+    pub fn slot_size(&self) -> usize {
+        self.bufs.slot_size()
+    }
+
+    /// Requests pushed and not yet reaped.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Makes a write slot's data unique (see [`BufferArena::stamp`]); only for slots not in flight.
+    pub fn stamp(&self, slot: usize, sequence: u64, offset: u64) {
+        self.bufs.stamp(slot, sequence, offset);
+    }
+
+    /// Queues a request for the next submit. The caller must not reuse `req.slot`'s byte range
+    /// until its completion is reaped. Errors: `InvalidJob` for a slot, range or file out of
+    /// bounds; `Submit` when the submission queue is full.
+    pub fn push(&mut self, req: RingRequest) -> Result<(), EngineError> {
+        if req.slot >= self.bufs.count()
+            || req.slot_offset + req.len as usize > self.bufs.slot_size()
+            || req.file >= self.files.len()
+        {
+            return Err(EngineError::InvalidJob(format!(
+                "request {req:?} is outside the ring's slots or files"
+            )));
+        }
+        let fd = self.files[req.file];
+        match &mut self.backend {
+            Backend::Uring {
+                ring,
+                fixed_files,
+                fixed_bufs,
+            } => {
+                // SAFETY: bounds checked above, so the pointer stays inside slot `req.slot`.
+                let ptr = unsafe { self.bufs.slot_ptr(req.slot).add(req.slot_offset) };
+                let entry = sqe(req, fd, ptr, *fixed_files, *fixed_bufs);
+                let mut sq = ring.submission();
+                // SAFETY: the buffer belongs to the arena, which lives until every request has
+                // completed (Drop drains first).
+                if unsafe { sq.push(&entry) }.is_err() {
+                    drop(sq);
+                    ring.submit()
+                        .map_err(|source| EngineError::Submit { source })?;
+                    // SAFETY: as above.
+                    unsafe { ring.submission().push(&entry) }.map_err(|_| EngineError::Submit {
+                        source: io::Error::from_raw_os_error(libc::EBUSY),
+                    })?;
+                }
+            }
+            Backend::Threads { tx, .. } => {
+                let tx = tx.as_ref().expect("sender lives until drop");
+                tx.send((req, fd))
+                    .map_err(|_| EngineError::InvalidJob("worker threads are gone".into()))?;
+            }
+        }
+        self.in_flight += 1;
+        Ok(())
+    }
+
+    /// Submits what was pushed and waits until at least `want` completions are available
+    /// (0: do not wait). One `io_uring_enter` per call.
+    pub fn submit_and_wait(&mut self, want: usize) -> Result<(), EngineError> {
+        let want = want.min(self.in_flight);
+        match &mut self.backend {
+            Backend::Uring { ring, .. } => loop {
+                match ring.submit_and_wait(want) {
+                    Ok(_) => return Ok(()),
+                    Err(e)
+                        if matches!(
+                            e.raw_os_error(),
+                            Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                        ) =>
+                    {
+                        if !ring.completion().is_empty() {
+                            return Ok(());
+                        }
+                    }
+                    Err(source) => return Err(EngineError::Submit { source }),
+                }
+            },
+            Backend::Threads { .. } => Ok(()),
+        }
+    }
+
+    /// Calls `f` for every available completion and returns how many there were; with the
+    /// threads back end, first blocks until at least `want` have arrived.
+    pub fn reap(&mut self, want: usize, mut f: impl FnMut(RingCompletion)) -> usize {
+        let mut n = 0;
+        match &mut self.backend {
+            Backend::Uring { ring, .. } => {
+                for cqe in ring.completion() {
+                    f(RingCompletion {
+                        user_data: cqe.user_data(),
+                        result: cqe.result(),
+                    });
+                    n += 1;
+                }
+            }
+            Backend::Threads { rx, .. } => {
+                let want = want.min(self.in_flight);
+                while n < want {
+                    match rx.recv() {
+                        Ok(c) => {
+                            f(c);
+                            n += 1;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                while let Ok(c) = rx.try_recv() {
+                    f(c);
+                    n += 1;
+                }
+            }
+        }
+        self.in_flight -= n;
+        self.last_reap = Instant::now();
+        n
+    }
+
+    /// When the last reap returned (one clock read per batch, as the closed-loop engine does).
+    pub fn last_reap(&self) -> Instant {
+        self.last_reap
+    }
+}
+
+/// The submission entry for `req` on descriptor `fd` (or registered file `req.file`) with the
+/// buffer at `ptr`.
+pub(crate) fn sqe(
+    req: RingRequest,
+    fd: RawFd,
+    ptr: *mut u8,
+    fixed_files: bool,
+    fixed_bufs: bool,
+) -> squeue::Entry {
+    let (len, off) = (req.len, req.offset);
+    let fixed = types::Fixed(req.file as u32);
+    let plain = types::Fd(fd);
+    let e = match (req.direction, fixed_files, fixed_bufs) {
+        (Direction::Read, true, true) => opcode::ReadFixed::new(fixed, ptr, len, 0)
+            .offset(off)
+            .build(),
+        (Direction::Read, true, false) => opcode::Read::new(fixed, ptr, len).offset(off).build(),
+        (Direction::Read, false, true) => opcode::ReadFixed::new(plain, ptr, len, 0)
+            .offset(off)
+            .build(),
+        (Direction::Read, false, false) => opcode::Read::new(plain, ptr, len).offset(off).build(),
+        (Direction::Write, true, true) => opcode::WriteFixed::new(fixed, ptr, len, 0)
+            .offset(off)
+            .build(),
+        (Direction::Write, true, false) => opcode::Write::new(fixed, ptr, len).offset(off).build(),
+        (Direction::Write, false, true) => opcode::WriteFixed::new(plain, ptr, len, 0)
+            .offset(off)
+            .build(),
+        (Direction::Write, false, false) => opcode::Write::new(plain, ptr, len).offset(off).build(),
+    };
+    e.user_data(req.user_data)
+}
+
+fn blocking_io(bufs: &BufferArena, req: &RingRequest, fd: RawFd) -> i32 {
+    // SAFETY: `push` checked the range is inside the slot, and the caller does not touch the
+    // slot until this completion is reaped.
+    let n = unsafe {
+        let ptr = bufs.slot_ptr(req.slot).add(req.slot_offset);
+        match req.direction {
+            Direction::Read => {
+                libc::pread(fd, ptr.cast(), req.len as usize, req.offset as libc::off_t)
+            }
+            Direction::Write => {
+                libc::pwrite(fd, ptr.cast(), req.len as usize, req.offset as libc::off_t)
+            }
+        }
+    };
+    if n < 0 {
+        -io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO)
+    } else {
+        n as i32
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        // Wait for every in-flight request, so no DMA can target the arena after it is freed.
+        while self.in_flight > 0 {
+            if self.submit_and_wait(1).is_err() {
+                // The ring is broken; leak the arena rather than free memory still in use.
+                std::mem::forget(self.bufs.clone());
+                break;
+            }
+            self.reap(1, |_| {});
+        }
+        if let Backend::Threads { tx, workers, .. } = &mut self.backend {
+            tx.take();
+            for w in workers.drain(..) {
+                let _ = w.join();
+            }
+        }
+    }
+}
