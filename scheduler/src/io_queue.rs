@@ -1,0 +1,666 @@
+//! The per-shard I/O queue: costs every request when queued, orders requests between
+//! priority classes with the [`FairQueue`], dispatches them within the group's
+//! [`SharedTokenBucket`] with batched token-fair grabbing, submits them through the engine's
+//! [`Ring`], and accounts completions.
+//!
+//! Follows Seastar's io_queue (shared/reference/scheduler.md §6–7): each shard holds at most
+//! one reservation on the shared bucket; requests longer than the model's maximum length are
+//! split; flow-ratio backpressure raises costs while the disk completes less than was
+//! dispatched. Unconfigured groups cost nothing: requests dispatch as soon as they are queued.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::cost_model::{CostModel, CAPACITY_PER_MS};
+use crate::direction::Direction;
+use crate::engine::{EngineError, Ring, RingRequest};
+use crate::fair_queue::{bandwidth_bucket, ClassId, FairQueue, FairQueueConfig, GroupId};
+use crate::io_properties::DiskProperties;
+use crate::token_bucket::SharedTokenBucket;
+
+/// Capacity units per second of whole-disk time.
+const CAPACITY_PER_SEC: u64 = CAPACITY_PER_MS * 1000;
+
+/// What all shards of one disk share: the cost model and the token bucket(s).
+pub struct IoGroup {
+    model: CostModel,
+    /// `[read stream, write stream]`; both point at one bucket unless the disk is duplex.
+    buckets: [Arc<SharedTokenBucket>; 2],
+    duplex: bool,
+    origin: Instant,
+}
+
+impl IoGroup {
+    /// A group for `model`; `duplex` gives reads and writes a full-rate bucket each.
+    pub fn new(model: CostModel, duplex: bool) -> Arc<IoGroup> {
+        let origin = Instant::now();
+        let make = || {
+            Arc::new(SharedTokenBucket::new(
+                model.rate_per_ms * 1000,
+                model.limit,
+                model.threshold,
+                0,
+            ))
+        };
+        let read = make();
+        let write = if duplex { make() } else { read.clone() };
+        Arc::new(IoGroup {
+            model,
+            buckets: [read, write],
+            duplex,
+            origin,
+        })
+    }
+
+    /// A group from an io-properties disk entry.
+    pub fn from_properties(
+        disk: &DiskProperties,
+        cfg: &crate::cost_model::CostConfig,
+    ) -> Result<Arc<IoGroup>, crate::cost_model::CostError> {
+        Ok(IoGroup::new(CostModel::from_disk(disk, cfg)?, disk.duplex))
+    }
+
+    /// A bandwidth limit of `bytes_per_sec` for a class or class group, to pass to
+    /// [`IoQueue::register_class`] / [`IoQueue::register_group`] on every shard: one bucket
+    /// (512-byte blocks, §5) shared by all of them, so the limit holds for the whole group.
+    pub fn bandwidth_limit(&self, bytes_per_sec: u64) -> Arc<SharedTokenBucket> {
+        Arc::new(bandwidth_bucket(bytes_per_sec, self.now_ns()))
+    }
+
+    /// The cost model.
+    pub fn model(&self) -> &CostModel {
+        &self.model
+    }
+
+    /// Nanoseconds since the group was created (the buckets' clock).
+    pub fn now_ns(&self) -> u64 {
+        self.origin.elapsed().as_nanos() as u64
+    }
+
+    fn stream_of(&self, d: Direction) -> usize {
+        match (self.duplex, d) {
+            (true, Direction::Write) => 1,
+            _ => 0,
+        }
+    }
+}
+
+/// A priority class registered with [`IoQueue::register_class`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ClassHandle(u32);
+
+/// A class group registered with [`IoQueue::register_group`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GroupHandle(u32);
+
+/// Statistics of one priority class (the reference's io_queue metrics).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct ClassStats {
+    /// Class name.
+    pub name: String,
+    /// Shares.
+    pub shares: u32,
+    /// Requests completed (a split request counts once).
+    pub operations: u64,
+    /// Bytes completed.
+    pub bytes: u64,
+    /// Seconds requests spent in the disk (dispatch to completion), summed.
+    pub total_exec_sec: f64,
+    /// Seconds requests waited in the queue (queue to dispatch), summed.
+    pub total_delay_sec: f64,
+    /// Capacity dispatched, in seconds of whole-disk time.
+    pub consumption: f64,
+    /// Capacity dispatched after flow-ratio adjustment, in seconds of whole-disk time.
+    pub adjusted_consumption: f64,
+    /// Times the class went from idle to having queued work.
+    pub activations: u64,
+    /// Seconds the class had queued work but could not dispatch for lack of tokens.
+    pub starvation_time_sec: f64,
+}
+
+/// Statistics of the queue.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct QueueStats {
+    /// Requests in the disk now.
+    pub in_flight: usize,
+    /// Requests queued and not dispatched.
+    pub queued: usize,
+    /// Smoothed dispatched/completed ratio (§7); costs rise while it exceeds 1.1.
+    pub flow_ratio: f64,
+    /// Requests split because they exceeded the maximum length.
+    pub split_requests: u64,
+}
+
+/// A completed request as the caller queued it.
+#[derive(Clone, Copy, Debug)]
+pub struct IoCompletion {
+    /// As given to [`IoQueue::queue`].
+    pub user_data: u64,
+    /// The class it ran in.
+    pub class: ClassHandle,
+    /// Bytes transferred (parts up to the first short or failed one), or the first part's
+    /// negative errno when that part failed.
+    pub result: i64,
+    /// When it was queued.
+    pub queued_at: Instant,
+    /// When it completed (reap time of its last part).
+    pub completed_at: Instant,
+}
+
+/// Errors of [`IoQueue::queue`].
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The request does not fit the ring's slot.
+    #[error(
+        "request of {len} bytes at slot offset {slot_offset} does not fit a {slot_size}-byte slot"
+    )]
+    TooLong {
+        /// Request length, bytes.
+        len: u64,
+        /// Offset in the slot, bytes.
+        slot_offset: usize,
+        /// Slot size, bytes.
+        slot_size: usize,
+    },
+    /// Unknown class handle.
+    #[error("unknown class {0:?}")]
+    UnknownClass(ClassHandle),
+}
+
+struct Part {
+    request: u32,
+    offset: u64,
+    slot_offset: usize,
+    len: u32,
+    capacity: u64,
+    direction: Direction,
+}
+
+struct Request {
+    user_data: u64,
+    class: ClassHandle,
+    file: usize,
+    slot: usize,
+    queued_at: Instant,
+    parts_left: u32,
+    len: u64,
+    /// The lowest part (offset in the request, result) that came back short or failed.
+    first_bad: Option<(u64, i32)>,
+}
+
+impl Request {
+    /// Bytes up to the first short or failed part; the errno if the very first part failed.
+    fn result(&self) -> i64 {
+        match self.first_bad {
+            None => self.len as i64,
+            Some((0, r)) if r < 0 => r as i64,
+            Some((o, r)) if r < 0 => o as i64,
+            Some((o, r)) => (o + r as u64) as i64,
+        }
+    }
+}
+
+struct Reservation {
+    position: u64,
+    amount: u64,
+    used: u64,
+}
+
+struct StreamState {
+    fq: FairQueue<u32>,
+    classes: Vec<ClassId>,
+    reservation: Option<Reservation>,
+}
+
+struct ClassState {
+    stats: ClassStats,
+    starving_since: Option<Instant>,
+}
+
+/// One shard's I/O queue. Single-threaded; create one per shard thread from a shared
+/// [`IoGroup`].
+pub struct IoQueue {
+    group: Arc<IoGroup>,
+    ring: Ring,
+    streams: Vec<StreamState>,
+    classes: Vec<ClassState>,
+    groups: Vec<Vec<GroupId>>,
+    requests: Vec<Option<Request>>,
+    free: Vec<u32>,
+    parts: Vec<Option<(Part, Instant)>>,
+    free_parts: Vec<u32>,
+    flow_ratio: f64,
+    flow_dispatched: u64,
+    flow_completed: u64,
+    flow_next: Instant,
+    flow_period: Duration,
+    split_requests: u64,
+    queued: usize,
+}
+
+impl IoQueue {
+    /// A queue submitting through `ring` under `group`'s model and bucket.
+    pub fn new(group: Arc<IoGroup>, ring: Ring) -> IoQueue {
+        let nstreams = if group.duplex { 2 } else { 1 };
+        let cfg = FairQueueConfig::default();
+        let streams = (0..nstreams)
+            .map(|_| StreamState {
+                fq: FairQueue::new(cfg.clone()),
+                classes: Vec::new(),
+                reservation: None,
+            })
+            .collect();
+        // §7: every latency goal × 100.
+        let flow_period =
+            Duration::from_secs_f64((group.model.latency_goal_ms * 100.0 / 1000.0).max(0.001));
+        let slots = ring.slots();
+        IoQueue {
+            group,
+            ring,
+            streams,
+            classes: Vec::new(),
+            groups: Vec::new(),
+            requests: Vec::with_capacity(slots),
+            free: Vec::with_capacity(slots),
+            parts: Vec::with_capacity(slots),
+            free_parts: Vec::with_capacity(slots),
+            flow_ratio: 1.0,
+            flow_dispatched: 0,
+            flow_completed: 0,
+            flow_next: Instant::now() + flow_period,
+            flow_period,
+            split_requests: 0,
+            queued: 0,
+        }
+    }
+
+    /// The engine ring (for slot sizes and stamping write buffers).
+    pub fn ring(&self) -> &Ring {
+        &self.ring
+    }
+
+    /// The group this queue belongs to.
+    pub fn group(&self) -> &Arc<IoGroup> {
+        &self.group
+    }
+
+    /// Registers a class group (nested under `parent` if given) with `shares` and an optional
+    /// bandwidth limit from [`IoGroup::bandwidth_limit`].
+    pub fn register_group(
+        &mut self,
+        shares: u32,
+        parent: Option<GroupHandle>,
+        bandwidth: Option<Arc<SharedTokenBucket>>,
+    ) -> GroupHandle {
+        let ids = self
+            .streams
+            .iter_mut()
+            .enumerate()
+            .map(|(i, s)| {
+                let p = parent.map(|p| self.groups[p.0 as usize][i]);
+                let g = s.fq.add_group(shares, p);
+                s.fq.set_group_bandwidth(g, bandwidth.clone());
+                g
+            })
+            .collect();
+        self.groups.push(ids);
+        GroupHandle(self.groups.len() as u32 - 1)
+    }
+
+    /// Registers a priority class with `shares` (≥ 1), an optional parent group and an
+    /// optional bandwidth limit from [`IoGroup::bandwidth_limit`] (reads and writes together).
+    pub fn register_class(
+        &mut self,
+        name: &str,
+        shares: u32,
+        parent: Option<GroupHandle>,
+        bandwidth: Option<Arc<SharedTokenBucket>>,
+    ) -> ClassHandle {
+        for (i, s) in self.streams.iter_mut().enumerate() {
+            let p = parent.map(|p| self.groups[p.0 as usize][i]);
+            let c = s.fq.add_class(shares, p);
+            s.fq.set_class_bandwidth(c, bandwidth.clone());
+            s.classes.push(c);
+        }
+        self.classes.push(ClassState {
+            stats: ClassStats {
+                name: name.to_string(),
+                shares: shares.max(1),
+                ..Default::default()
+            },
+            starving_since: None,
+        });
+        ClassHandle(self.classes.len() as u32 - 1)
+    }
+
+    /// Changes a class's shares.
+    pub fn set_shares(&mut self, class: ClassHandle, shares: u32) {
+        for s in &mut self.streams {
+            s.fq.set_shares(s.classes[class.0 as usize], shares);
+        }
+        self.classes[class.0 as usize].stats.shares = shares.max(1);
+    }
+
+    /// Queues a request of `len` bytes at file `offset`, using ring slot `slot` from byte 0.
+    /// It is costed now; longer than the model's maximum length, it is split into parts.
+    pub fn queue(
+        &mut self,
+        class: ClassHandle,
+        direction: Direction,
+        file: usize,
+        offset: u64,
+        len: u64,
+        slot: usize,
+        user_data: u64,
+    ) -> Result<(), QueueError> {
+        if class.0 as usize >= self.classes.len() {
+            return Err(QueueError::UnknownClass(class));
+        }
+        if len as usize > self.ring.slot_size() || len == 0 {
+            return Err(QueueError::TooLong {
+                len,
+                slot_offset: 0,
+                slot_size: self.ring.slot_size(),
+            });
+        }
+        let now = Instant::now();
+        let max = self.group.model.max_request_len(direction).max(512);
+        let nparts = len.div_ceil(max) as u32;
+        if nparts > 1 {
+            self.split_requests += 1;
+        }
+        let req = Request {
+            user_data,
+            class,
+            file,
+            slot,
+            queued_at: now,
+            parts_left: nparts,
+            len,
+            first_bad: None,
+        };
+        let rid = match self.free.pop() {
+            Some(i) => {
+                self.requests[i as usize] = Some(req);
+                i
+            }
+            None => {
+                self.requests.push(Some(req));
+                self.requests.len() as u32 - 1
+            }
+        };
+        let stream = self.group.stream_of(direction);
+        let mut off = 0;
+        while off < len {
+            let plen = (len - off).min(max);
+            let mut cap = self.group.model.capacity(direction, plen).0;
+            if self.flow_ratio > 1.1 {
+                cap = ((cap as f64 * self.flow_ratio) as u64).min(self.group.model.limit);
+            }
+            let part = Part {
+                request: rid,
+                offset: offset + off,
+                slot_offset: off as usize,
+                len: plen as u32,
+                capacity: cap,
+                direction,
+            };
+            let pid = match self.free_parts.pop() {
+                Some(i) => {
+                    self.parts[i as usize] = Some((part, now));
+                    i
+                }
+                None => {
+                    self.parts.push(Some((part, now)));
+                    self.parts.len() as u32 - 1
+                }
+            };
+            let st = &mut self.streams[stream];
+            let fq_class = st.classes[class.0 as usize];
+            st.fq.push(fq_class, cap, plen, pid);
+            self.queued += 1;
+            off += plen;
+        }
+        Ok(())
+    }
+
+    /// Requests queued or in the disk.
+    pub fn pending(&self) -> usize {
+        self.queued + self.ring.in_flight()
+    }
+
+    /// Dispatches what the tokens allow, submits, and reaps completions, calling
+    /// `on_complete` for each finished request. With `wait`, blocks until at least one
+    /// completion arrives or (when everything is waiting for tokens) the tokens are due.
+    /// Returns the number of completed requests.
+    pub fn poll(
+        &mut self,
+        wait: bool,
+        mut on_complete: impl FnMut(IoCompletion),
+    ) -> Result<usize, EngineError> {
+        let waiting_for_tokens = self.dispatch()?;
+        let want = if wait
+            && self.ring.in_flight() > 0
+            && !(waiting_for_tokens && self.ring.in_flight() == 0)
+        {
+            1
+        } else {
+            0
+        };
+        self.ring.submit_and_wait(want)?;
+        let mut done = 0;
+        let now_reap = Instant::now();
+        let mut reaped: u64 = 0;
+        let (parts, requests, free_parts, free, classes) = (
+            &mut self.parts,
+            &mut self.requests,
+            &mut self.free_parts,
+            &mut self.free,
+            &mut self.classes,
+        );
+        self.ring.reap(want, |c| {
+            reaped += 1;
+            let pid = c.user_data as usize;
+            let Some((part, dispatched)) = parts[pid].take() else {
+                return;
+            };
+            free_parts.push(pid as u32);
+            let rid = part.request as usize;
+            let Some(req) = requests[rid].as_mut() else {
+                return;
+            };
+            classes[req.class.0 as usize].stats.total_exec_sec +=
+                now_reap.saturating_duration_since(dispatched).as_secs_f64();
+            if c.result < 0 || (c.result as u32) < part.len {
+                let rel = part.slot_offset as u64;
+                if req.first_bad.is_none_or(|(o, _)| rel < o) {
+                    req.first_bad = Some((rel, c.result));
+                }
+            }
+            req.parts_left -= 1;
+            if req.parts_left == 0 {
+                let req = requests[rid].take().expect("present");
+                free.push(rid as u32);
+                let result = req.result();
+                let st = &mut classes[req.class.0 as usize].stats;
+                st.operations += 1;
+                st.bytes += result.max(0) as u64;
+                on_complete(IoCompletion {
+                    user_data: req.user_data,
+                    class: req.class,
+                    result,
+                    queued_at: req.queued_at,
+                    completed_at: now_reap,
+                });
+                done += 1;
+            }
+        });
+        self.flow_completed += reaped;
+        self.update_flow(now_reap);
+        if wait && want == 0 && waiting_for_tokens && done == 0 {
+            // Everything waits for tokens: sleep a little rather than spin.
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        Ok(done)
+    }
+
+    fn update_flow(&mut self, now: Instant) {
+        if now < self.flow_next {
+            return;
+        }
+        self.flow_next = now + self.flow_period;
+        if self.flow_completed > 0 {
+            let ratio = self.flow_dispatched as f64 / self.flow_completed as f64;
+            self.flow_ratio = 0.95 * self.flow_ratio + 0.05 * ratio;
+        }
+        self.flow_dispatched = 0;
+        self.flow_completed = 0;
+    }
+
+    /// §6: dispatches from every stream within its tokens. Returns true when requests remain
+    /// queued for lack of tokens.
+    fn dispatch(&mut self) -> Result<bool, EngineError> {
+        let now_ns = self.group.now_ns();
+        let now = Instant::now();
+        let limit = self.group.model.limit;
+        let per_tick = self.group.model.per_tick_grab_threshold.max(1);
+        let mut starved = false;
+        for si in 0..self.streams.len() {
+            let bucket = self.group.buckets[if si == 0 { 0 } else { 1 }].clone();
+            bucket.replenish(now_ns);
+            loop {
+                if self.ring.in_flight() >= self.ring.slots() {
+                    break;
+                }
+                let st = &mut self.streams[si];
+                let Some((_, cap)) = st.fq.peek(now_ns) else {
+                    break;
+                };
+                let ready = st.reservation.as_ref().map_or(0, |r| {
+                    r.amount - bucket.deficiency(r.position).min(r.amount) - r.used.min(r.amount)
+                });
+                if cap == 0 || cap <= ready {
+                    if let Some(r) = st.reservation.as_mut() {
+                        r.used += cap;
+                        if r.used >= r.amount {
+                            st.reservation = None;
+                        }
+                    }
+                    let (_, pid, _) = st.fq.pop(now_ns).expect("peeked");
+                    self.submit_part(pid, now)?;
+                    continue;
+                }
+                // Not enough ready tokens for the head request.
+                match st.reservation.as_ref() {
+                    Some(r) => {
+                        let deficit = bucket.deficiency(r.position);
+                        let remaining = r.amount - r.used;
+                        // Still uncovered and either big enough for the head request or already
+                        // a full per-tick grab: wait for the bucket to cover it.
+                        if deficit > 0 && (remaining >= cap || r.amount >= per_tick) {
+                            starved = true;
+                            break;
+                        }
+                        // First in line (nothing before our reservation is uncovered): give the
+                        // unused part back and reserve enough for the head request anew.
+                        if deficit <= r.amount {
+                            bucket.refund(remaining);
+                            let want = (remaining + per_tick)
+                                .min(st.fq.queued_capacity())
+                                .min(limit)
+                                .max(cap);
+                            st.reservation = Some(Reservation {
+                                position: bucket.grab(want),
+                                amount: want,
+                                used: 0,
+                            });
+                            let r = st.reservation.as_ref().expect("just set");
+                            if bucket.deficiency(r.position) >= r.amount {
+                                starved = true;
+                                break;
+                            }
+                            continue;
+                        }
+                        starved = true;
+                        break;
+                    }
+                    None => {
+                        let want = per_tick.min(st.fq.queued_capacity()).min(limit).max(cap);
+                        st.reservation = Some(Reservation {
+                            position: bucket.grab(want),
+                            amount: want,
+                            used: 0,
+                        });
+                        let r = st.reservation.as_ref().expect("just set");
+                        if bucket.deficiency(r.position) >= r.amount {
+                            starved = true;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        // Starvation accounting per class: time with queued work and no dispatch.
+        for (ci, c) in self.classes.iter_mut().enumerate() {
+            let has_work = self
+                .streams
+                .iter()
+                .any(|s| s.fq.class_len(s.classes[ci]) > 0);
+            match (has_work && starved, c.starving_since) {
+                (true, None) => c.starving_since = Some(now),
+                (false, Some(t)) => {
+                    c.stats.starvation_time_sec += now.saturating_duration_since(t).as_secs_f64();
+                    c.starving_since = None;
+                }
+                _ => {}
+            }
+        }
+        Ok(starved)
+    }
+
+    fn submit_part(&mut self, pid: u32, now: Instant) -> Result<(), EngineError> {
+        let (part, queued) = self.parts[pid as usize].as_mut().expect("queued part");
+        let req = self.requests[part.request as usize]
+            .as_mut()
+            .expect("live request");
+        let st = &mut self.classes[req.class.0 as usize].stats;
+        st.total_delay_sec += now.saturating_duration_since(*queued).as_secs_f64();
+        let secs = part.capacity as f64 / CAPACITY_PER_SEC as f64;
+        st.adjusted_consumption += secs;
+        st.consumption += self.group.model.capacity(part.direction, part.len as u64).0 as f64
+            / CAPACITY_PER_SEC as f64;
+        *queued = now;
+        self.queued -= 1;
+        self.flow_dispatched += 1;
+        self.ring.push(RingRequest {
+            direction: part.direction,
+            file: req.file,
+            offset: part.offset,
+            slot: req.slot,
+            slot_offset: part.slot_offset,
+            len: part.len,
+            user_data: pid as u64,
+        })
+    }
+
+    /// Statistics of a class.
+    pub fn class_stats(&self, class: ClassHandle) -> ClassStats {
+        let mut s = self.classes[class.0 as usize].stats.clone();
+        s.activations = self
+            .streams
+            .iter()
+            .map(|st| st.fq.activations(st.classes[class.0 as usize]))
+            .sum();
+        s
+    }
+
+    /// Statistics of the queue.
+    pub fn stats(&self) -> QueueStats {
+        QueueStats {
+            in_flight: self.ring.in_flight(),
+            queued: self.queued,
+            flow_ratio: self.flow_ratio,
+            split_requests: self.split_requests,
+        }
+    }
+}

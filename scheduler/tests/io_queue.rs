@@ -1,0 +1,278 @@
+//! The I/O queue dispatching real requests on a real file (tmpfs with O_DIRECT, else the work
+//! disk): shares, bandwidth limits, and no cost when unconfigured.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use scheduler::cost_model::{CostConfig, CostModel};
+use scheduler::engine::{self, EngineKind, JobSpec, Pattern, Ring, TestFile};
+use scheduler::io_queue::{ClassHandle, IoGroup, IoQueue};
+use scheduler::Direction;
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1 << 20;
+const FILE: u64 = 64 * MIB;
+
+fn base_dir() -> PathBuf {
+    if std::path::Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        println!("no /dev/shm: using the temp dir on the work disk");
+        std::env::temp_dir()
+    }
+}
+
+fn kind() -> EngineKind {
+    match engine::probe_uring() {
+        Ok(()) => EngineKind::Uring,
+        Err(e) => {
+            println!("io_uring unavailable ({e}); using the threads engine");
+            EngineKind::Threads
+        }
+    }
+}
+
+/// A written test file.
+fn written_file(dir: &std::path::Path) -> TestFile {
+    let f = TestFile::create_unlinked(dir, FILE).unwrap();
+    let job = JobSpec {
+        direction: Direction::Write,
+        pattern: Pattern::Sequential,
+        request_size: MIB,
+        in_flight: 4,
+        region_start: 0,
+        region_len: FILE,
+        sequential_start: 0,
+        ramp: Duration::ZERO,
+        measure: Duration::from_millis(300),
+    };
+    let stop = AtomicBool::new(false);
+    let r = engine::run_job(kind(), f.fd(), &job, 1, &stop).unwrap();
+    assert_eq!(r.written_end, FILE, "fill pass did not cover the file");
+    f
+}
+
+/// Per class: (class, requests kept queued, request size). Runs a closed loop for `secs`
+/// after `warm` and returns bytes completed per class in the measured window.
+fn closed_loop(
+    q: &mut IoQueue,
+    classes: &[(ClassHandle, usize, u64)],
+    warm: Duration,
+    secs: Duration,
+) -> Vec<u64> {
+    let mut slot_owner = Vec::new();
+    let mut next_off = vec![0u64; classes.len()];
+    for (ci, &(class, depth, size)) in classes.iter().enumerate() {
+        for _ in 0..depth {
+            let slot = slot_owner.len();
+            slot_owner.push(ci);
+            q.queue(
+                class,
+                Direction::Read,
+                0,
+                next_off[ci],
+                size,
+                slot,
+                slot as u64,
+            )
+            .unwrap();
+            next_off[ci] = (next_off[ci] + size) % FILE;
+        }
+    }
+    let start = Instant::now();
+    let (m0, m1) = (start + warm, start + warm + secs);
+    let mut bytes = vec![0u64; classes.len()];
+    let mut requeue = Vec::with_capacity(slot_owner.len());
+    loop {
+        requeue.clear();
+        q.poll(true, |c| {
+            assert!(c.result > 0, "request failed: {}", c.result);
+            let slot = c.user_data as usize;
+            if c.completed_at >= m0 && c.completed_at < m1 {
+                bytes[slot_owner[slot]] += c.result as u64;
+            }
+            requeue.push(slot);
+        })
+        .unwrap();
+        if Instant::now() >= m1 {
+            break;
+        }
+        for &slot in &requeue {
+            let ci = slot_owner[slot];
+            let (class, _, size) = classes[ci];
+            q.queue(
+                class,
+                Direction::Read,
+                0,
+                next_off[ci],
+                size,
+                slot,
+                slot as u64,
+            )
+            .unwrap();
+            next_off[ci] = (next_off[ci] + size) % FILE;
+        }
+    }
+    while q.pending() > 0 {
+        q.poll(true, |_| {}).unwrap();
+    }
+    bytes
+}
+
+fn queue(group: Arc<IoGroup>, f: &TestFile, slots: usize, slot_size: u64) -> IoQueue {
+    IoQueue::new(
+        group,
+        Ring::new(kind(), slots, slot_size as usize, &[f.fd()]).unwrap(),
+    )
+}
+
+#[test]
+fn shares_400_to_100_deliver_4_to_1() {
+    let dir = tempfile::tempdir_in(base_dir()).unwrap();
+    let f = written_file(dir.path());
+    // A model far slower than tmpfs, so the scheduler is the bottleneck: 200 MiB/s, 20k IOPS.
+    let model = CostModel::from_rates(20_000, 200 * MIB, 20_000, 200 * MIB, &CostConfig::default())
+        .unwrap();
+    let mut q = queue(IoGroup::new(model, false), &f, 32, 64 * KIB);
+    let a = q.register_class("a", 400, None, None);
+    let b = q.register_class("b", 100, None, None);
+    let bytes = closed_loop(
+        &mut q,
+        &[(a, 16, 64 * KIB), (b, 16, 64 * KIB)],
+        Duration::from_millis(300),
+        Duration::from_secs(2),
+    );
+    let ratio = bytes[0] as f64 / bytes[1] as f64;
+    let total = (bytes[0] + bytes[1]) as f64 / 2.0;
+    println!(
+        "shares 400:100 -> bytes {bytes:?}, ratio {ratio:.3}, total {:.1} MiB/s",
+        total / MIB as f64
+    );
+    assert!(
+        (ratio - 4.0).abs() <= 0.2,
+        "ratio {ratio:.3} not within 4.0 ± 5%"
+    );
+    // The model allows 1 s of disk time per second: 64 KiB reads at 1/20000 + 64Ki/200Mi s each.
+    let per_req = 1.0 / 20_000.0 + (64 * KIB) as f64 / (200 * MIB) as f64;
+    let model_bw = (64 * KIB) as f64 / per_req;
+    println!("model allows {:.1} MiB/s", model_bw / MIB as f64);
+    assert!(
+        total <= model_bw * 1.05,
+        "dispatched {total:.0} B/s above the model's {model_bw:.0}"
+    );
+    assert!(
+        total >= model_bw * 0.85,
+        "dispatched {total:.0} B/s far below the model's {model_bw:.0}"
+    );
+    let s = q.class_stats(a);
+    assert!(s.operations > 0 && s.consumption > 0.0 && s.total_exec_sec > 0.0);
+}
+
+#[test]
+fn class_limited_to_100_mib_stays_under_115_percent() {
+    let dir = tempfile::tempdir_in(base_dir()).unwrap();
+    let f = written_file(dir.path());
+    let model = CostModel::unconfigured(&CostConfig::default());
+    let group = IoGroup::new(model, false);
+    let limit = group.bandwidth_limit(100 * MIB);
+    let mut q = queue(group, &f, 16, 128 * KIB);
+    let limited = q.register_class("limited", 100, None, Some(limit));
+    let bytes = closed_loop(
+        &mut q,
+        &[(limited, 16, 128 * KIB)],
+        Duration::from_millis(500),
+        Duration::from_secs(2),
+    );
+    let bw = bytes[0] as f64 / 2.0;
+    println!("limited class: {:.1} MiB/s (limit 100)", bw / MIB as f64);
+    assert!(
+        bw <= 1.15 * (100 * MIB) as f64,
+        "{bw:.0} B/s exceeds 115% of the limit"
+    );
+    assert!(
+        bw >= 0.8 * (100 * MIB) as f64,
+        "{bw:.0} B/s: the limit throttles far too hard"
+    );
+}
+
+#[test]
+fn unconfigured_queue_costs_nothing_against_the_engine_alone() {
+    let dir = tempfile::tempdir_in(base_dir()).unwrap();
+    let f = written_file(dir.path());
+    let (size, depth, secs) = (128 * KIB, 16usize, Duration::from_millis(700));
+    let stop = AtomicBool::new(false);
+    let mut engine_bw = Vec::new();
+    let mut queue_bw = Vec::new();
+    let mut q = queue(
+        IoGroup::new(CostModel::unconfigured(&CostConfig::default()), false),
+        &f,
+        depth,
+        size,
+    );
+    let class = q.register_class("only", 100, None, None);
+    for round in 0..5 {
+        let job = JobSpec {
+            direction: Direction::Read,
+            pattern: Pattern::Sequential,
+            request_size: size,
+            in_flight: depth,
+            region_start: 0,
+            region_len: FILE,
+            sequential_start: 0,
+            ramp: Duration::from_millis(100),
+            measure: secs,
+        };
+        let r = engine::run_job(kind(), f.fd(), &job, round, &stop).unwrap();
+        engine_bw.push(r.bandwidth());
+        let b = closed_loop(
+            &mut q,
+            &[(class, depth, size)],
+            Duration::from_millis(100),
+            secs,
+        );
+        queue_bw.push(b[0] as f64 / secs.as_secs_f64());
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (e, qb) = (median(&mut engine_bw), median(&mut queue_bw));
+    println!(
+        "engine alone {:.0} MiB/s, through the unconfigured queue {:.0} MiB/s, ratio {:.3}",
+        e / MIB as f64,
+        qb / MIB as f64,
+        qb / e
+    );
+    assert!(
+        qb >= 0.97 * e,
+        "the queue costs {:.1}% of bandwidth",
+        (1.0 - qb / e) * 100.0
+    );
+}
+
+#[test]
+fn split_requests_reassemble() {
+    let dir = tempfile::tempdir_in(base_dir()).unwrap();
+    let f = written_file(dir.path());
+    // A slow model makes the maximum request length small, so 1 MiB requests get split.
+    let model = CostModel::from_rates(20_000, 200 * MIB, 20_000, 200 * MIB, &CostConfig::default())
+        .unwrap();
+    let max = model.max_request_len(Direction::Read);
+    assert!(max < MIB, "max length {max}");
+    let mut q = queue(IoGroup::new(model, false), &f, 2, MIB);
+    let c = q.register_class("c", 100, None, None);
+    q.queue(c, Direction::Read, 0, 0, MIB, 0, 7).unwrap();
+    // A request running past the end of the file: only the part inside it counts.
+    q.queue(c, Direction::Read, 0, FILE - 256 * KIB, MIB, 1, 8)
+        .unwrap();
+    let mut results = Vec::new();
+    while q.pending() > 0 {
+        q.poll(true, |c| results.push((c.user_data, c.result)))
+            .unwrap();
+    }
+    results.sort();
+    assert_eq!(results, vec![(7, MIB as i64), (8, (256 * KIB) as i64)]);
+    assert_eq!(q.stats().split_requests, 2);
+}
