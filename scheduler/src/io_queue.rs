@@ -116,6 +116,11 @@ pub struct ClassStats {
     pub activations: u64,
     /// Seconds the class had queued work but could not dispatch for lack of tokens.
     pub starvation_time_sec: f64,
+    /// Requests split because they exceeded the maximum request length.
+    pub split_requests: u64,
+    /// Writes resubmitted without `RWF_NOWAIT` after the filesystem answered `EAGAIN`
+    /// (it would have blocked the submitter).
+    pub aio_retries: u64,
 }
 
 /// Statistics of the queue.
@@ -129,6 +134,8 @@ pub struct QueueStats {
     pub flow_ratio: f64,
     /// Requests split because they exceeded the maximum length.
     pub split_requests: u64,
+    /// Writes resubmitted without `RWF_NOWAIT` after `EAGAIN`.
+    pub aio_retries: u64,
 }
 
 /// A completed request as the caller queued it.
@@ -174,6 +181,8 @@ struct Part {
     len: u32,
     capacity: u64,
     direction: Direction,
+    /// Submitted with `RWF_NOWAIT` (writes, when enabled).
+    nowait: bool,
 }
 
 struct Request {
@@ -235,7 +244,11 @@ pub struct IoQueue {
     flow_next: Instant,
     flow_period: Duration,
     split_requests: u64,
+    aio_retries: u64,
     queued: usize,
+    nowait_writes: bool,
+    /// Parts to resubmit without RWF_NOWAIT after EAGAIN (reused buffer).
+    retry: Vec<u32>,
 }
 
 impl IoQueue {
@@ -270,7 +283,10 @@ impl IoQueue {
             flow_next: Instant::now() + flow_period,
             flow_period,
             split_requests: 0,
+            aio_retries: 0,
             queued: 0,
+            nowait_writes: false,
+            retry: Vec::with_capacity(slots),
         }
     }
 
@@ -368,6 +384,7 @@ impl IoQueue {
         let nparts = len.div_ceil(max) as u32;
         if nparts > 1 {
             self.split_requests += 1;
+            self.classes[class.0 as usize].stats.split_requests += 1;
         }
         let req = Request {
             user_data,
@@ -404,6 +421,7 @@ impl IoQueue {
                 len: plen as u32,
                 capacity: cap,
                 direction,
+                nowait: false,
             };
             let pid = match self.free_parts.pop() {
                 Some(i) => {
@@ -429,6 +447,13 @@ impl IoQueue {
         self.queued + self.ring.in_flight()
     }
 
+    /// Submits writes with `RWF_NOWAIT` first: a filesystem that would block answers
+    /// `EAGAIN`, and the write is resubmitted without the flag and counted in `aio_retries`,
+    /// so users see when submissions would block.
+    pub fn set_nowait_writes(&mut self, enabled: bool) {
+        self.nowait_writes = enabled;
+    }
+
     /// Dispatches what the tokens allow, submits, and reaps completions, calling
     /// `on_complete` for each finished request. With `wait`, blocks until at least one
     /// completion arrives or (when everything is waiting for tokens) the tokens are due.
@@ -436,31 +461,47 @@ impl IoQueue {
     pub fn poll(
         &mut self,
         wait: bool,
+        on_complete: impl FnMut(IoCompletion),
+    ) -> Result<usize, EngineError> {
+        self.poll_inner(wait, None, on_complete)
+    }
+
+    /// As [`IoQueue::poll`] with `wait`, but waits at most `timeout` (for callers with timers).
+    pub fn poll_timeout(
+        &mut self,
+        timeout: Duration,
+        on_complete: impl FnMut(IoCompletion),
+    ) -> Result<usize, EngineError> {
+        self.poll_inner(true, Some(timeout), on_complete)
+    }
+
+    fn poll_inner(
+        &mut self,
+        wait: bool,
+        timeout: Option<Duration>,
         mut on_complete: impl FnMut(IoCompletion),
     ) -> Result<usize, EngineError> {
         let waiting_for_tokens = self.dispatch()?;
-        let want = if wait
-            && self.ring.in_flight() > 0
-            && !(waiting_for_tokens && self.ring.in_flight() == 0)
-        {
-            1
-        } else {
-            0
-        };
-        self.ring.submit_and_wait(want)?;
+        let want = usize::from(wait && self.ring.in_flight() > 0);
+        self.ring.submit_and_wait_timeout(want, timeout)?;
         let mut done = 0;
         let now_reap = Instant::now();
         let mut reaped: u64 = 0;
-        let (parts, requests, free_parts, free, classes) = (
+        let (parts, requests, free_parts, free, classes, retry) = (
             &mut self.parts,
             &mut self.requests,
             &mut self.free_parts,
             &mut self.free,
             &mut self.classes,
+            &mut self.retry,
         );
-        self.ring.reap(want, |c| {
+        self.ring.reap(|c| {
             reaped += 1;
             let pid = c.user_data as usize;
+            if c.result == -libc::EAGAIN && parts[pid].as_ref().is_some_and(|(p, _)| p.nowait) {
+                retry.push(pid as u32);
+                return;
+            }
             let Some((part, dispatched)) = parts[pid].take() else {
                 return;
             };
@@ -495,11 +536,39 @@ impl IoQueue {
                 done += 1;
             }
         });
-        self.flow_completed += reaped;
+        // Writes the filesystem would have blocked on: again, without RWF_NOWAIT. Their tokens
+        // were paid at dispatch.
+        for i in 0..self.retry.len() {
+            let pid = self.retry[i];
+            let (part, _) = self.parts[pid as usize].as_mut().expect("kept for retry");
+            part.nowait = false;
+            let req = self.requests[part.request as usize]
+                .as_ref()
+                .expect("live request");
+            self.aio_retries += 1;
+            self.classes[req.class.0 as usize].stats.aio_retries += 1;
+            let r = RingRequest {
+                direction: part.direction,
+                file: req.file,
+                offset: part.offset,
+                slot: req.slot,
+                slot_offset: part.slot_offset,
+                len: part.len,
+                user_data: pid as u64,
+                rw_flags: 0,
+            };
+            self.ring.push(r)?;
+        }
+        self.flow_completed += reaped - self.retry.len() as u64;
+        self.retry.clear();
         self.update_flow(now_reap);
         if wait && want == 0 && waiting_for_tokens && done == 0 {
             // Everything waits for tokens: sleep a little rather than spin.
-            std::thread::sleep(Duration::from_micros(50));
+            std::thread::sleep(
+                timeout
+                    .unwrap_or(Duration::from_micros(50))
+                    .min(Duration::from_micros(50)),
+            );
         }
         Ok(done)
     }
@@ -620,6 +689,7 @@ impl IoQueue {
 
     fn submit_part(&mut self, pid: u32, now: Instant) -> Result<(), EngineError> {
         let (part, queued) = self.parts[pid as usize].as_mut().expect("queued part");
+        part.nowait = self.nowait_writes && part.direction == Direction::Write;
         let req = self.requests[part.request as usize]
             .as_mut()
             .expect("live request");
@@ -640,6 +710,7 @@ impl IoQueue {
             slot_offset: part.slot_offset,
             len: part.len,
             user_data: pid as u64,
+            rw_flags: if part.nowait { libc::RWF_NOWAIT } else { 0 },
         })
     }
 
@@ -661,6 +732,7 @@ impl IoQueue {
             queued: self.queued,
             flow_ratio: self.flow_ratio,
             split_requests: self.split_requests,
+            aio_retries: self.aio_retries,
         }
     }
 }

@@ -276,3 +276,57 @@ fn split_requests_reassemble() {
     assert_eq!(results, vec![(7, MIB as i64), (8, (256 * KIB) as i64)]);
     assert_eq!(q.stats().split_requests, 2);
 }
+
+#[test]
+fn nowait_writes_that_would_block_are_retried_and_counted() {
+    if kind() != EngineKind::Uring {
+        println!("skipped: RWF_NOWAIT needs io_uring");
+        return;
+    }
+    // Appending O_DIRECT writes allocate blocks: ext4 and XFS answer RWF_NOWAIT with EAGAIN.
+    let dir = tempfile::tempdir().unwrap();
+    let f = TestFile::create_unlinked(dir.path(), 0).unwrap();
+    let mut q = queue(
+        IoGroup::new(CostModel::unconfigured(&CostConfig::default()), false),
+        &f,
+        4,
+        64 * KIB,
+    );
+    q.set_nowait_writes(true);
+    let c = q.register_class("appends", 100, None, None);
+    let mut completed = 0;
+    for i in 0..64u64 {
+        q.queue(
+            c,
+            Direction::Write,
+            0,
+            i * 64 * KIB,
+            64 * KIB,
+            (i % 4) as usize,
+            i,
+        )
+        .unwrap();
+        if i % 4 == 3 {
+            while q.pending() > 0 {
+                q.poll(true, |c| {
+                    assert_eq!(c.result, (64 * KIB) as i64, "write {} failed", c.user_data);
+                    completed += 1;
+                })
+                .unwrap();
+            }
+        }
+    }
+    assert_eq!(completed, 64);
+    let retries = q.stats().aio_retries;
+    println!(
+        "{} of 64 appending writes were retried without RWF_NOWAIT",
+        retries
+    );
+    assert_eq!(q.class_stats(c).aio_retries, retries);
+    let fs = scheduler::topology::Topology::for_directory(dir.path())
+        .map(|t| t.fs_type)
+        .unwrap_or_default();
+    if fs == "ext4" || fs == "xfs" {
+        assert!(retries > 0, "{fs}: extending writes never returned EAGAIN");
+    }
+}

@@ -32,6 +32,9 @@ pub struct RingRequest {
     pub len: u32,
     /// Returned with the completion.
     pub user_data: u64,
+    /// `preadv2`/`pwritev2` flags, e.g. `libc::RWF_NOWAIT` (io_uring only; the threads back
+    /// end ignores them, as its calls block by design).
+    pub rw_flags: i32,
 }
 
 /// A completed request: its `user_data` and the kernel's result (bytes, or a negative errno).
@@ -67,6 +70,8 @@ enum Backend {
     Threads {
         tx: Option<mpsc::Sender<(RingRequest, RawFd)>>,
         rx: mpsc::Receiver<RingCompletion>,
+        /// Completions received while waiting, handed out by `reap`.
+        ready: std::collections::VecDeque<RingCompletion>,
         workers: Vec<std::thread::JoinHandle<()>>,
     },
 }
@@ -132,6 +137,7 @@ impl Ring {
                 Backend::Threads {
                     tx: Some(tx),
                     rx,
+                    ready: std::collections::VecDeque::with_capacity(slots),
                     workers,
                 }
             }
@@ -237,31 +243,68 @@ impl Ring {
     /// Submits what was pushed and waits until at least `want` completions are available
     /// (0: do not wait). One `io_uring_enter` per call.
     pub fn submit_and_wait(&mut self, want: usize) -> Result<(), EngineError> {
+        self.submit_and_wait_timeout(want, None)
+    }
+
+    /// As [`Ring::submit_and_wait`], but returns after `timeout` even if fewer completions
+    /// arrived (io_uring's extended-argument wait, Linux 5.11+; older kernels wait without a
+    /// timeout).
+    pub fn submit_and_wait_timeout(
+        &mut self,
+        want: usize,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<(), EngineError> {
         let want = want.min(self.in_flight);
         match &mut self.backend {
             Backend::Uring { ring, .. } => loop {
-                match ring.submit_and_wait(want) {
+                let res = match timeout {
+                    Some(t) if want > 0 => {
+                        let ts = types::Timespec::new()
+                            .sec(t.as_secs())
+                            .nsec(t.subsec_nanos());
+                        let args = types::SubmitArgs::new().timespec(&ts);
+                        ring.submitter().submit_with_args(want, &args)
+                    }
+                    _ => ring.submit_and_wait(want),
+                };
+                match res {
                     Ok(_) => return Ok(()),
+                    Err(e) if e.raw_os_error() == Some(libc::ETIME) => return Ok(()),
                     Err(e)
                         if matches!(
                             e.raw_os_error(),
                             Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)
                         ) =>
                     {
-                        if !ring.completion().is_empty() {
+                        if !ring.completion().is_empty() || timeout.is_some() {
                             return Ok(());
                         }
                     }
                     Err(source) => return Err(EngineError::Submit { source }),
                 }
             },
-            Backend::Threads { .. } | Backend::Null { .. } => Ok(()),
+            Backend::Threads { rx, ready, .. } => {
+                let deadline = timeout.map(|t| Instant::now() + t);
+                while ready.len() < want {
+                    let got = match deadline {
+                        None => rx.recv().map_err(|_| ()),
+                        Some(d) => rx
+                            .recv_timeout(d.saturating_duration_since(Instant::now()))
+                            .map_err(|_| ()),
+                    };
+                    match got {
+                        Ok(c) => ready.push_back(c),
+                        Err(()) => break,
+                    }
+                }
+                Ok(())
+            }
+            Backend::Null { .. } => Ok(()),
         }
     }
 
-    /// Calls `f` for every available completion and returns how many there were; with the
-    /// threads back end, first blocks until at least `want` have arrived.
-    pub fn reap(&mut self, want: usize, mut f: impl FnMut(RingCompletion)) -> usize {
+    /// Calls `f` for every available completion and returns how many there were.
+    pub fn reap(&mut self, mut f: impl FnMut(RingCompletion)) -> usize {
         let mut n = 0;
         match &mut self.backend {
             Backend::Null { done } => {
@@ -279,16 +322,10 @@ impl Ring {
                     n += 1;
                 }
             }
-            Backend::Threads { rx, .. } => {
-                let want = want.min(self.in_flight);
-                while n < want {
-                    match rx.recv() {
-                        Ok(c) => {
-                            f(c);
-                            n += 1;
-                        }
-                        Err(_) => break,
-                    }
+            Backend::Threads { rx, ready, .. } => {
+                while let Some(c) = ready.pop_front() {
+                    f(c);
+                    n += 1;
                 }
                 while let Ok(c) = rx.try_recv() {
                     f(c);
@@ -319,23 +356,30 @@ pub(crate) fn sqe(
     let (len, off) = (req.len, req.offset);
     let fixed = types::Fixed(req.file as u32);
     let plain = types::Fd(fd);
+    let flags = req.rw_flags;
+    macro_rules! op {
+        ($op:ident, $fd:expr, fixed) => {
+            opcode::$op::new($fd, ptr, len, 0)
+                .offset(off)
+                .rw_flags(flags)
+                .build()
+        };
+        ($op:ident, $fd:expr) => {
+            opcode::$op::new($fd, ptr, len)
+                .offset(off)
+                .rw_flags(flags)
+                .build()
+        };
+    }
     let e = match (req.direction, fixed_files, fixed_bufs) {
-        (Direction::Read, true, true) => opcode::ReadFixed::new(fixed, ptr, len, 0)
-            .offset(off)
-            .build(),
-        (Direction::Read, true, false) => opcode::Read::new(fixed, ptr, len).offset(off).build(),
-        (Direction::Read, false, true) => opcode::ReadFixed::new(plain, ptr, len, 0)
-            .offset(off)
-            .build(),
-        (Direction::Read, false, false) => opcode::Read::new(plain, ptr, len).offset(off).build(),
-        (Direction::Write, true, true) => opcode::WriteFixed::new(fixed, ptr, len, 0)
-            .offset(off)
-            .build(),
-        (Direction::Write, true, false) => opcode::Write::new(fixed, ptr, len).offset(off).build(),
-        (Direction::Write, false, true) => opcode::WriteFixed::new(plain, ptr, len, 0)
-            .offset(off)
-            .build(),
-        (Direction::Write, false, false) => opcode::Write::new(plain, ptr, len).offset(off).build(),
+        (Direction::Read, true, true) => op!(ReadFixed, fixed, fixed),
+        (Direction::Read, true, false) => op!(Read, fixed),
+        (Direction::Read, false, true) => op!(ReadFixed, plain, fixed),
+        (Direction::Read, false, false) => op!(Read, plain),
+        (Direction::Write, true, true) => op!(WriteFixed, fixed, fixed),
+        (Direction::Write, true, false) => op!(Write, fixed),
+        (Direction::Write, false, true) => op!(WriteFixed, plain, fixed),
+        (Direction::Write, false, false) => op!(Write, plain),
     };
     e.user_data(req.user_data)
 }
@@ -372,7 +416,7 @@ impl Drop for Ring {
                 std::mem::forget(self.bufs.clone());
                 break;
             }
-            self.reap(1, |_| {});
+            self.reap(|_| {});
         }
         if let Backend::Threads { tx, workers, .. } = &mut self.backend {
             tx.take();

@@ -89,6 +89,7 @@ pub(crate) fn run_job(
             slot_offset: 0,
             len,
             user_data: slot as u64,
+            rw_flags: 0,
         };
         sqe(req, fd, bufs.slot_ptr(slot), fixed_file, fixed_bufs)
     };
