@@ -68,6 +68,7 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod alignment;
 pub mod cost_model;
 pub mod direction;
 #[allow(unsafe_code)]

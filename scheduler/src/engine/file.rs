@@ -109,6 +109,137 @@ impl TestFile {
         }
     }
 
+    /// Opens `path` for O_DIRECT I/O as a named file (created or truncated to `size`, sparse),
+    /// or, with `named == false`, creates an unlinked file in directory `path` like
+    /// [`TestFile::create_unlinked`]. `dsync` adds O_DSYNC (every write is durable on return).
+    ///
+    /// Named files stay after the process ends; the caller removes them.
+    pub fn create(
+        path: &Path,
+        named: bool,
+        size: u64,
+        dsync: bool,
+    ) -> Result<TestFile, EngineError> {
+        if !named {
+            let f = Self::create_unlinked(path, size)?;
+            if dsync {
+                // O_DSYNC cannot be added with fcntl(F_SETFL); reopen through /proc.
+                let proc = PathBuf::from(format!("/proc/self/fd/{}", f.fd()));
+                let file = Self::open_raw(
+                    &proc,
+                    libc::O_RDWR | libc::O_DIRECT | libc::O_CLOEXEC | libc::O_DSYNC,
+                    0,
+                )?;
+                return Ok(TestFile {
+                    file,
+                    directory: path.to_path_buf(),
+                });
+            }
+            return Ok(f);
+        }
+        let mut flags =
+            libc::O_RDWR | libc::O_DIRECT | libc::O_CLOEXEC | libc::O_CREAT | libc::O_TRUNC;
+        if dsync {
+            flags |= libc::O_DSYNC;
+        }
+        let file = Self::open_raw(path, flags, 0o644)?;
+        file.set_len(size).map_err(|source| EngineError::File {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(TestFile {
+            file,
+            directory: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+        })
+    }
+
+    /// Opens an existing block device (or file) for O_DIRECT I/O, read-only unless `writable`.
+    pub fn open_device(path: &Path, writable: bool) -> Result<TestFile, EngineError> {
+        let mode = if writable {
+            libc::O_RDWR
+        } else {
+            libc::O_RDONLY
+        };
+        let file = Self::open_raw(path, mode | libc::O_DIRECT | libc::O_CLOEXEC, 0)?;
+        Ok(TestFile {
+            file,
+            directory: path.to_path_buf(),
+        })
+    }
+
+    fn open_raw(path: &Path, flags: i32, mode: u32) -> Result<File, EngineError> {
+        let err = |source: io::Error| EngineError::File {
+            path: path.to_path_buf(),
+            source,
+        };
+        let c = CString::new(path.as_os_str().as_bytes()).map_err(|e| err(io::Error::other(e)))?;
+        // SAFETY: c is a valid NUL-terminated path; open returns a new fd or -1.
+        let fd = unsafe { libc::open(c.as_ptr(), flags, mode as libc::c_uint) };
+        if fd < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINVAL) {
+                return Err(Self::classify_einval(path, e));
+            }
+            return Err(err(e));
+        }
+        // SAFETY: fd is freshly opened and owned by nobody else.
+        Ok(unsafe { File::from_raw_fd(fd) })
+    }
+
+    /// Size in bytes: the file's length, or a block device's capacity.
+    pub fn size(&self) -> io::Result<u64> {
+        use std::io::Seek;
+        (&self.file).seek(std::io::SeekFrom::End(0))
+    }
+
+    /// Sets the file's length (sparse growth or truncation).
+    pub fn set_len(&self, size: u64) -> io::Result<()> {
+        self.file.set_len(size)
+    }
+
+    /// Allocates `len` bytes at `offset` (`fallocate` mode 0: blocks reserved, reads return
+    /// zeros, the file grows if needed).
+    pub fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
+        // SAFETY: plain syscall on our own descriptor.
+        let r = unsafe { libc::fallocate(self.fd(), 0, offset as libc::off_t, len as libc::off_t) };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Sets XFS's extent size hint (`FS_IOC_FSSETXATTR` with `FS_XFLAG_EXTSIZE`), as the
+    /// reference does for its test files; filesystems without the attribute return an error
+    /// the caller may ignore.
+    pub fn set_extent_size_hint(&self, bytes: u64) -> io::Result<()> {
+        #[repr(C)]
+        #[derive(Default)]
+        struct FsXattr {
+            xflags: u32,
+            extsize: u32,
+            nextents: u32,
+            projid: u32,
+            cowextsize: u32,
+            pad: [u8; 8],
+        }
+        const FS_IOC_FSGETXATTR: libc::c_ulong = 0x801c_581f;
+        const FS_IOC_FSSETXATTR: libc::c_ulong = 0x401c_5820;
+        const FS_XFLAG_EXTSIZE: u32 = 0x0000_0800;
+        let mut attr = FsXattr::default();
+        // SAFETY: the ioctls read/write exactly one struct fsxattr (28 bytes, repr(C)).
+        unsafe {
+            if libc::ioctl(self.fd(), FS_IOC_FSGETXATTR, &mut attr) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            attr.xflags |= FS_XFLAG_EXTSIZE;
+            attr.extsize = u32::try_from(bytes).unwrap_or(u32::MAX);
+            if libc::ioctl(self.fd(), FS_IOC_FSSETXATTR, &attr) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+
     /// The raw descriptor for the engines.
     pub fn fd(&self) -> RawFd {
         self.file.as_raw_fd()

@@ -12,6 +12,7 @@
 //! second of the measured window, so callers can judge how steady a run was.
 
 mod buffer;
+pub mod fiemap;
 mod file;
 mod job;
 mod ring;
@@ -308,4 +309,65 @@ fn pin_to_cpu(cpu: usize) {
         libc::CPU_SET(cpu, &mut set);
         libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
     }
+}
+
+/// Writes `[start, start + len)` of `file` fully with sequential `request_size`-byte writes
+/// (`depth` in flight) of incompressible data, so later reads touch real data, never holes.
+/// `len` is rounded up to whole requests.
+pub fn fill(
+    kind: EngineKind,
+    file: &TestFile,
+    start: u64,
+    len: u64,
+    request_size: usize,
+    depth: usize,
+) -> Result<(), EngineError> {
+    let depth = depth.max(1);
+    let mut ring = Ring::new(kind, depth, request_size, &[file.fd()])?;
+    let end = start + len;
+    let mut next = start;
+    let mut free: Vec<usize> = (0..depth).collect();
+    let mut first_error = None;
+    let mut sequence = 0;
+    while (next < end && first_error.is_none()) || ring.in_flight() > 0 {
+        while next < end && first_error.is_none() {
+            let Some(slot) = free.pop() else { break };
+            sequence += 1;
+            ring.stamp(slot, sequence, next);
+            let req = RingRequest {
+                direction: Direction::Write,
+                file: 0,
+                offset: next,
+                slot,
+                slot_offset: 0,
+                len: request_size as u32,
+                user_data: (slot as u64) << 48 | next,
+                rw_flags: 0,
+            };
+            ring.push(req)?;
+            next += request_size as u64;
+        }
+        ring.submit_and_wait(1)?;
+        ring.reap(|c| {
+            let slot = (c.user_data >> 48) as usize;
+            let offset = c.user_data & ((1 << 48) - 1);
+            if c.result < 0 {
+                first_error.get_or_insert(EngineError::Io {
+                    op: "write",
+                    offset,
+                    len: request_size as u64,
+                    source: io::Error::from_raw_os_error(-c.result),
+                });
+            } else if c.result as usize != request_size {
+                first_error.get_or_insert(EngineError::Short {
+                    op: "write",
+                    offset,
+                    len: request_size as u64,
+                    done: c.result as u64,
+                });
+            }
+            free.push(slot);
+        });
+    }
+    first_error.map_or(Ok(()), Err)
 }
