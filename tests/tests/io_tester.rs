@@ -1,0 +1,419 @@
+//! The built `io-tester` binary on real directories.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use e2e::{bin, disk_dir, entries, run};
+
+const COMPAT: &str = "../../shared/compat/seastar-io_tester-conf.yaml";
+
+fn shm_or_disk() -> tempfile::TempDir {
+    if Path::new("/dev/shm").is_dir() {
+        tempfile::tempdir_in("/dev/shm").unwrap()
+    } else {
+        disk_dir()
+    }
+}
+
+/// Runs io-tester with JSON output and returns the parsed shards.
+fn io_tester(storage: &Path, conf: &str, extra: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let conf_path = dir.path().join("conf.yaml");
+    std::fs::write(&conf_path, conf).unwrap();
+    let out = run(Command::new(bin("io-tester"))
+        .args([
+            "--storage",
+            storage.to_str().unwrap(),
+            "--conf",
+            conf_path.to_str().unwrap(),
+            "--output-format",
+            "json",
+        ])
+        .args(extra));
+    assert!(
+        out.status.success(),
+        "io-tester failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        conf
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("bad JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn job<'a>(shards: &'a serde_json::Value, shard: usize, name: &str) -> &'a serde_json::Value {
+    shards[shard]["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == name)
+        .unwrap_or_else(|| panic!("no job {name} on shard {shard}"))
+}
+
+#[test]
+fn the_reference_job_file_runs_unchanged() {
+    let compat = Path::new(env!("CARGO_MANIFEST_DIR")).join(COMPAT);
+    let storage = disk_dir();
+    let out = run(Command::new(bin("io-tester")).args([
+        "--storage",
+        storage.path().to_str().unwrap(),
+        "--conf",
+        compat.to_str().unwrap(),
+        "--duration",
+        "2",
+        "--smp",
+        "2",
+    ]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_yaml::Value = serde_yaml::from_str(&stdout).expect("YAML output");
+    let shards = doc.as_sequence().unwrap();
+    assert_eq!(shards.len(), 2);
+    // big_writes and unlinking run on all shards, latency_reads and cpu_hog on shard 0.
+    for (shard, names) in [
+        (
+            0,
+            &["big_writes", "latency_reads", "cpu_hog", "unlinking"][..],
+        ),
+        (1, &["big_writes", "unlinking"][..]),
+    ] {
+        for name in names {
+            assert!(
+                shards[shard].get(*name).is_some(),
+                "shard {shard} lacks {name}:\n{stdout}"
+            );
+        }
+    }
+    let bw = &shards[0]["big_writes"];
+    assert!(bw["throughput"].as_f64().unwrap() > 0.0);
+    assert!(
+        bw["latencies"]["p0.99"].as_u64().unwrap() >= bw["latencies"]["p0.5"].as_u64().unwrap()
+    );
+    assert!(bw["stats"]["total_requests"].as_u64().unwrap() > 0);
+    assert!(
+        stdout.contains("throughput: ")
+            && stdout.contains("# kB/s")
+            && stdout.contains("latencies:  # usec")
+    );
+    assert!(shards[0]["cpu_hog"]["throughput"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        shards[0]["unlinking"]["stats"]["total_requests"].as_u64(),
+        Some(5000)
+    );
+    assert!(shards[0]["statistics"]["aio_retries"].as_u64().is_some());
+    assert!(
+        entries(storage.path()).is_empty(),
+        "left behind: {:?}",
+        entries(storage.path())
+    );
+}
+
+#[test]
+fn every_job_type_and_option() {
+    let storage = disk_dir();
+    let conf = r#"
+- name: seqread
+  shards: [0]
+  type: seqread
+  data_size: 32MB
+  shard_info: {parallelism: 2, reqsize: 64kB, shares: 100}
+- name: overwrite
+  shards: [1]
+  type: seqwrite
+  data_size: 32MB
+  shard_info: {parallelism: 2, reqsize: 64kB, think_time: 1ms, think_after: 100ms}
+  options: {dsync: true, fallocate: true}
+- name: randread
+  shards: all
+  type: randread
+  data_size: 32MB
+  shard_info: {parallelism: 2, reqsize: 4kB, rps: 200, batch: 2}
+  options: {pause_distribution: poisson, sleep_type: busyloop}
+- name: randwrite
+  shards: [0]
+  type: randwrite
+  data_size: 32MB
+  shard_info: {parallelism: 1, reqsize: 4kB, limit: 50}
+- name: append
+  shards: [1]
+  type: append
+  shard_info: {parallelism: 4, reqsize: 128kB, bandwidth: 100MB}
+  options: {sloppy_size: true, sloppy_size_hint: 1MB, extent_allocation_size_hint: 1MB, sleep_type: lowres}
+- name: cpu
+  shards: [0]
+  type: cpu
+  shard_info: {parallelism: 1, execution_time: 100us, think_time: 100us}
+- name: unlink
+  shards: [1]
+  type: unlink
+  data_size: 10MB
+  files_count: 100
+  shard_info: {parallelism: 2}
+- name: classed
+  shards: [0]
+  type: randread
+  data_size: 16MB
+  shard_info: {parallelism: 1, reqsize: 4kB, class: background}
+"#;
+    let groups_dir = tempfile::tempdir().unwrap();
+    let groups = groups_dir.path().join("groups.yaml");
+    std::fs::write(&groups, "- name: maintenance\n  shares: 100\n- name: background\n  shares: 50\n  parent: maintenance\n").unwrap();
+    let s = io_tester(
+        storage.path(),
+        conf,
+        &[
+            "--duration",
+            "2",
+            "--smp",
+            "2",
+            "--sched-groups",
+            groups.to_str().unwrap(),
+        ],
+    );
+    let rw = job(&s, 0, "randwrite");
+    assert_eq!(
+        rw["stats"]["total_requests"], 50,
+        "limit: 50 stops the fiber after 50 requests"
+    );
+    let rr = job(&s, 0, "randread");
+    let iops = rr["IOPS"].as_f64().unwrap();
+    // 2 fibers x 200 ticks/s x batch 2 = 800 requests/s.
+    assert!(
+        (iops - 800.0).abs() < 0.25 * 800.0,
+        "rps job: {iops} IOPS, expected about 800"
+    );
+    let ap = job(&s, 1, "append");
+    let kbs = ap["throughput"].as_f64().unwrap();
+    // The limit's bucket starts full (10 MiB of burst, as the reference's): over 2 s that is
+    // 5% on top of 100 MiB/s.
+    assert!(
+        kbs * 1024.0 <= 1.15 * 100.0 * 1048576.0,
+        "bandwidth-limited append at {kbs} kB/s"
+    );
+    assert!(
+        ap["stats"]["file_size_overflows"].as_u64().unwrap() > 0,
+        "sloppy growth never happened"
+    );
+    assert_eq!(job(&s, 1, "unlink")["stats"]["total_requests"], 100);
+    assert!(job(&s, 0, "cpu")["throughput"].as_f64().unwrap() > 1000.0);
+    assert!(job(&s, 1, "overwrite")["IOPS"].as_f64().unwrap() > 0.0);
+    assert!(job(&s, 0, "seqread")["throughput"].as_f64().unwrap() > 0.0);
+    assert!(job(&s, 0, "classed")["IOPS"].as_f64().unwrap() > 0.0);
+    assert!(
+        job(&s, 0, "seqread")["alignment"]["requests_traced"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert!(
+        entries(storage.path()).is_empty(),
+        "left behind: {:?}",
+        entries(storage.path())
+    );
+}
+
+#[test]
+fn job_file_errors_name_job_key_and_line() {
+    let storage = disk_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("bad.yaml");
+    std::fs::write(&conf, "- name: ok\n  shards: all\n  type: randread\n  shard_info:\n    reqsize: 4kB\n- name: typo\n  shards: all\n  type: randread\n  shard_info:\n    think_tme: 1ms\n").unwrap();
+    let out = run(Command::new(bin("io-tester")).args([
+        "--storage",
+        storage.path().to_str().unwrap(),
+        "--conf",
+        conf.to_str().unwrap(),
+        "--duration",
+        "1",
+    ]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    for needle in ["typo", "think_tme", "line 10"] {
+        assert!(err.contains(needle), "stderr lacks {needle:?}: {err}");
+    }
+    assert!(entries(storage.path()).is_empty());
+}
+
+#[test]
+fn keep_files_and_bad_storage() {
+    let storage = disk_dir();
+    let conf = "- name: w\n  shards: all\n  type: overwrite\n  data_size: 8MB\n  shard_info: {reqsize: 64kB}\n";
+    io_tester(
+        storage.path(),
+        conf,
+        &["--duration", "0.5", "--smp", "1", "--keep-files", "true"],
+    );
+    let kept = entries(storage.path());
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(std::fs::metadata(&kept[0]).unwrap().len(), 8 << 20);
+    std::fs::remove_file(&kept[0]).unwrap();
+
+    let conf_dir = tempfile::tempdir().unwrap();
+    let conf_path = conf_dir.path().join("c.yaml");
+    std::fs::write(&conf_path, conf).unwrap();
+    let out = run(Command::new(bin("io-tester")).args([
+        "--storage",
+        "/nonexistent/x",
+        "--conf",
+        conf_path.to_str().unwrap(),
+        "--duration",
+        "1",
+    ]));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x"));
+}
+
+#[test]
+fn block_device_writes_need_the_flag() {
+    if !e2e::is_root() || Command::new("losetup").arg("--version").output().is_err() {
+        println!("skipped: needs root and losetup for a loop device");
+        return;
+    }
+    let dir = disk_dir();
+    let img = dir.path().join("img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let out = run(Command::new("losetup").args(["--find", "--show", img.to_str().unwrap()]));
+    if !out.status.success() {
+        println!(
+            "skipped: losetup failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
+    let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    struct Detach(String);
+    impl Drop for Detach {
+        fn drop(&mut self) {
+            let _ = Command::new("losetup").args(["-d", &self.0]).status();
+        }
+    }
+    let _guard = Detach(dev.clone());
+    let conf_dir = tempfile::tempdir().unwrap();
+    let conf = conf_dir.path().join("c.yaml");
+    std::fs::write(
+        &conf,
+        "- name: w\n  shards: all\n  type: randwrite\n  shard_info: {reqsize: 4kB}\n",
+    )
+    .unwrap();
+    let args = [
+        "--storage",
+        dev.as_str(),
+        "--conf",
+        conf.to_str().unwrap(),
+        "--duration",
+        "0.5",
+        "--smp",
+        "1",
+    ];
+    let out = run(Command::new(bin("io-tester")).args(args));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--allow-block-device-writes"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(Command::new(bin("io-tester"))
+        .args(args)
+        .arg("--allow-block-device-writes"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Reading a block device needs no flag.
+    std::fs::write(
+        &conf,
+        "- name: r\n  shards: all\n  type: randread\n  shard_info: {reqsize: 4kB}\n",
+    )
+    .unwrap();
+    let out = run(Command::new(bin("io-tester")).args(args));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The seed's regression: with no io-properties, a sequential 128 KiB read job at depth 16
+/// through the scheduler reaches at least 97% of the engine alone on the same tmpfs file.
+#[test]
+fn unconfigured_scheduler_does_not_throttle_sequential_reads() {
+    use scheduler::engine::{self, Direction, EngineKind, JobSpec, Pattern, TestFile};
+    let dir = shm_or_disk();
+    let kind = if engine::probe_uring().is_ok() {
+        EngineKind::Uring
+    } else {
+        EngineKind::Threads
+    };
+    let size = 256u64 << 20;
+    let f = TestFile::create_unlinked(dir.path(), size).unwrap();
+    engine::fill(kind, &f, 0, size, 1 << 20, 4).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let conf = "- name: seq\n  shards: all\n  type: seqread\n  data_size: 256MB\n  shard_info: {parallelism: 16, reqsize: 128kB}\n";
+    let (mut alone, mut through) = (Vec::new(), Vec::new());
+    for round in 0..3 {
+        let spec = JobSpec {
+            direction: Direction::Read,
+            pattern: Pattern::Sequential,
+            request_size: 128 << 10,
+            in_flight: 16,
+            region_start: 0,
+            region_len: size,
+            sequential_start: 0,
+            ramp: Duration::from_millis(200),
+            measure: Duration::from_secs(2),
+        };
+        alone.push(
+            engine::run_job(kind, f.fd(), &spec, round, &stop)
+                .unwrap()
+                .bandwidth(),
+        );
+        let s = io_tester(dir.path(), conf, &["--duration", "2", "--smp", "1"]);
+        through.push(job(&s, 0, "seq")["throughput"].as_f64().unwrap() * 1024.0);
+    }
+    alone.sort_by(f64::total_cmp);
+    through.sort_by(f64::total_cmp);
+    let (a, t) = (alone[1], through[1]);
+    println!(
+        "engine alone {:.0} MiB/s, io-tester through the scheduler {:.0} MiB/s, ratio {:.3}",
+        a / 1048576.0,
+        t / 1048576.0,
+        t / a
+    );
+    assert!(
+        t >= 0.97 * a,
+        "the unconfigured scheduler costs {:.1}%",
+        (1.0 - t / a) * 100.0
+    );
+}
+
+#[test]
+fn shares_400_to_100_give_4_to_1() {
+    let dir = shm_or_disk();
+    let conf = "- name: high\n  shards: all\n  type: randread\n  data_size: 64MB\n  shard_info: {parallelism: 16, reqsize: 64kB, shares: 400}\n\
+                - name: low\n  shards: all\n  type: randread\n  data_size: 64MB\n  shard_info: {parallelism: 16, reqsize: 64kB, shares: 100}\n";
+    // A disk model far slower than tmpfs: the scheduler is the bottleneck.
+    let props = "disks:\n  - mountpoint: /\n    read_iops: 20000\n    read_bandwidth: 200M\n    write_iops: 20000\n    write_bandwidth: 200M\n";
+    let s = io_tester(
+        dir.path(),
+        conf,
+        &["--duration", "3", "--smp", "1", "--io-properties", props],
+    );
+    let (h, l) = (
+        job(&s, 0, "high")["throughput"].as_f64().unwrap(),
+        job(&s, 0, "low")["throughput"].as_f64().unwrap(),
+    );
+    println!("high {h:.0} kB/s, low {l:.0} kB/s, ratio {:.3}", h / l);
+    assert!(
+        (h / l - 4.0).abs() <= 0.2,
+        "ratio {:.3} not within 4.0 ± 5%",
+        h / l
+    );
+}
