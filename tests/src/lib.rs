@@ -50,3 +50,88 @@ pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// An XFS filesystem on a loop device over a sparse image, mounted on a temp dir; unmounted,
+/// detached and removed on drop. `None` (with the reason printed) where the machine lacks
+/// root, `losetup`, `mkfs.xfs` or mount permission.
+pub struct XfsLoop {
+    /// Where it is mounted.
+    pub mountpoint: PathBuf,
+    device: String,
+    _dir: tempfile::TempDir,
+}
+
+impl XfsLoop {
+    /// Creates a `size`-byte image, a 512-byte-sector loop device with direct I/O, and XFS
+    /// with `block_size`-byte blocks on it.
+    pub fn new(block_size: u32, size: u64) -> Option<XfsLoop> {
+        if !is_root() {
+            println!("skipped: needs root for loop devices and mount");
+            return None;
+        }
+        for tool in ["losetup", "mkfs.xfs", "mount", "umount"] {
+            if Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .output()
+                .map(|o| !o.status.success())
+                .unwrap_or(true)
+            {
+                println!("skipped: {tool} is not installed (apt-get install xfsprogs util-linux)");
+                return None;
+            }
+        }
+        let dir = disk_dir();
+        let image = dir.path().join("xfs.img");
+        std::fs::File::create(&image)
+            .and_then(|f| f.set_len(size))
+            .ok()?;
+        let out = run(Command::new("losetup")
+            .args(["--find", "--show", "--direct-io=on"])
+            .arg(&image));
+        if !out.status.success() {
+            println!(
+                "skipped: losetup failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            return None;
+        }
+        let device = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let mountpoint = dir.path().join("mnt");
+        let fs = XfsLoop {
+            mountpoint: mountpoint.clone(),
+            device,
+            _dir: dir,
+        };
+        let mkfs = run(Command::new("mkfs.xfs").args([
+            "-f",
+            "-q",
+            "-b",
+            &format!("size={block_size}"),
+            &fs.device,
+        ]));
+        if !mkfs.status.success() {
+            println!(
+                "skipped: mkfs.xfs failed: {}",
+                String::from_utf8_lossy(&mkfs.stderr).trim()
+            );
+            return None;
+        }
+        std::fs::create_dir(&mountpoint).ok()?;
+        let mount = run(Command::new("mount").arg(&fs.device).arg(&mountpoint));
+        if !mount.status.success() {
+            println!(
+                "skipped: mount failed: {}",
+                String::from_utf8_lossy(&mount.stderr).trim()
+            );
+            return None;
+        }
+        Some(fs)
+    }
+}
+
+impl Drop for XfsLoop {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.mountpoint).status();
+        let _ = Command::new("losetup").args(["-d", &self.device]).status();
+    }
+}
