@@ -96,9 +96,13 @@ fn check_full_run(eval: &Path, engine: &str) {
     let phases = disk["phases"].as_array().unwrap();
     let names: Vec<&str> = phases.iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(
-        names[..3],
-        ["warm-up", "sequential write", "sequential read"],
+        names[..2],
+        ["sequential write", "sequential read"],
         "{names:?}"
+    );
+    assert_eq!(
+        phases[0]["ramp_s"], 3.0,
+        "the warm-up is the sequential write's dropped ramp"
     );
     for ph in phases {
         let shards = ph["per_shard"].as_array().unwrap();
