@@ -22,6 +22,8 @@ pub struct ShardReport {
     pub jobs: Vec<JobReport>,
     /// Writes resubmitted without RWF_NOWAIT after EAGAIN (the filesystem would have blocked).
     pub aio_retries: u64,
+    /// CPU seconds (user + system) the shard's thread used while the jobs ran.
+    pub cpu_seconds: f64,
 }
 
 /// One job on one shard.
@@ -311,7 +313,12 @@ pub fn to_yaml(shards: &[ShardReport]) -> String {
                 }
             }
         }
-        let _ = writeln!(o, "  statistics:\n    aio_retries: {}", s.aio_retries);
+        let _ = writeln!(
+            o,
+            "  statistics:\n    aio_retries: {}\n    cpu_seconds: {}",
+            s.aio_retries,
+            num(s.cpu_seconds)
+        );
     }
     o.push_str("...\n");
     o

@@ -145,7 +145,11 @@ fn run_shard(
         });
     }
     let seed = scheduler::engine::rng::seed_for(shard as usize);
+    let cpu0 = scheduler::engine::thread_cpu_time();
     let queue_len = shard::run(&mut queue, &mut runs, settings.duration, stop, seed)?;
+    let cpu_seconds = scheduler::engine::thread_cpu_time()
+        .saturating_sub(cpu0)
+        .as_secs_f64();
     let elapsed = settings.duration;
     let jobs = runs
         .iter()
@@ -161,6 +165,7 @@ fn run_shard(
         shard,
         jobs,
         aio_retries,
+        cpu_seconds,
     })
 }
 

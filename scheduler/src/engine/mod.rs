@@ -277,7 +277,7 @@ fn rusage_thread() -> libc::rusage {
 }
 
 /// CPU time (user + system) of the calling thread.
-pub(crate) fn thread_cpu_time() -> Duration {
+pub fn thread_cpu_time() -> Duration {
     let ru = rusage_thread();
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(ru.ru_utime) + tv(ru.ru_stime)
