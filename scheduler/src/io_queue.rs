@@ -180,6 +180,8 @@ struct Part {
     slot_offset: usize,
     len: u32,
     capacity: u64,
+    /// Capacity before flow-ratio adjustment (for the `consumption` statistic).
+    raw_capacity: u64,
     direction: Direction,
     /// Submitted with `RWF_NOWAIT` (writes, when enabled).
     nowait: bool,
@@ -249,6 +251,9 @@ pub struct IoQueue {
     nowait_writes: bool,
     /// Parts to resubmit without RWF_NOWAIT after EAGAIN (reused buffer).
     retry: Vec<u32>,
+    /// Last (length, capacity) costed per direction: streams of equal-sized requests skip
+    /// the float arithmetic.
+    cap_memo: [(u64, u64); 2],
 }
 
 impl IoQueue {
@@ -287,6 +292,7 @@ impl IoQueue {
             queued: 0,
             nowait_writes: false,
             retry: Vec::with_capacity(slots),
+            cap_memo: [(u64::MAX, 0); 2],
         }
     }
 
@@ -369,6 +375,32 @@ impl IoQueue {
         slot: usize,
         user_data: u64,
     ) -> Result<(), QueueError> {
+        self.queue_at(
+            Instant::now(),
+            class,
+            direction,
+            file,
+            offset,
+            len,
+            slot,
+            user_data,
+        )
+    }
+
+    /// As [`IoQueue::queue`], with the queueing time given by the caller: one clock read can
+    /// serve a whole batch of requests queued together.
+    #[allow(clippy::too_many_arguments)]
+    pub fn queue_at(
+        &mut self,
+        now: Instant,
+        class: ClassHandle,
+        direction: Direction,
+        file: usize,
+        offset: u64,
+        len: u64,
+        slot: usize,
+        user_data: u64,
+    ) -> Result<(), QueueError> {
         if class.0 as usize >= self.classes.len() {
             return Err(QueueError::UnknownClass(class));
         }
@@ -379,9 +411,12 @@ impl IoQueue {
                 slot_size: self.ring.slot_size(),
             });
         }
-        let now = Instant::now();
         let max = self.group.model.max_request_len(direction).max(512);
-        let nparts = len.div_ceil(max) as u32;
+        let nparts = if len <= max {
+            1
+        } else {
+            len.div_ceil(max) as u32
+        };
         if nparts > 1 {
             self.split_requests += 1;
             self.classes[class.0 as usize].stats.split_requests += 1;
@@ -410,7 +445,8 @@ impl IoQueue {
         let mut off = 0;
         while off < len {
             let plen = (len - off).min(max);
-            let mut cap = self.group.model.capacity(direction, plen).0;
+            let raw = self.capacity(direction, plen);
+            let mut cap = raw;
             if self.flow_ratio > 1.1 {
                 cap = ((cap as f64 * self.flow_ratio) as u64).min(self.group.model.limit);
             }
@@ -420,6 +456,7 @@ impl IoQueue {
                 slot_offset: off as usize,
                 len: plen as u32,
                 capacity: cap,
+                raw_capacity: raw,
                 direction,
                 nowait: false,
             };
@@ -573,6 +610,15 @@ impl IoQueue {
         Ok(done)
     }
 
+    /// The model's capacity of a `len`-byte request, memoised per direction.
+    fn capacity(&mut self, direction: Direction, len: u64) -> u64 {
+        let memo = &mut self.cap_memo[direction as usize];
+        if memo.0 != len {
+            *memo = (len, self.group.model.capacity(direction, len).0);
+        }
+        memo.1
+    }
+
     fn update_flow(&mut self, now: Instant) {
         if now < self.flow_next {
             return;
@@ -697,8 +743,7 @@ impl IoQueue {
         st.total_delay_sec += now.saturating_duration_since(*queued).as_secs_f64();
         let secs = part.capacity as f64 / CAPACITY_PER_SEC as f64;
         st.adjusted_consumption += secs;
-        st.consumption += self.group.model.capacity(part.direction, part.len as u64).0 as f64
-            / CAPACITY_PER_SEC as f64;
+        st.consumption += part.raw_capacity as f64 / CAPACITY_PER_SEC as f64;
         *queued = now;
         self.queued -= 1;
         self.flow_dispatched += 1;

@@ -297,6 +297,8 @@ fn step(
                 JobKind::SeqRead | JobKind::RandRead => Direction::Read,
                 _ => Direction::Write,
             };
+            // One clock read for the batch: the requests are queued together.
+            let queued_at = Instant::now();
             for b in 0..info.batch.max(1) as usize {
                 let offset = match kind {
                     JobKind::SeqRead | JobKind::Overwrite => {
@@ -338,7 +340,16 @@ fn step(
                     queue.ring().stamp(slot, *sequence, offset);
                 }
                 slots[slot] = SlotInfo { fiber: fi, offset };
-                queue.queue(j.class, direction, j.file, offset, size, slot, slot as u64)?;
+                queue.queue_at(
+                    queued_at,
+                    j.class,
+                    direction,
+                    j.file,
+                    offset,
+                    size,
+                    slot,
+                    slot as u64,
+                )?;
                 f.in_flight += 1;
                 f.issued += 1;
             }
