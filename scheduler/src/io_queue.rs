@@ -254,6 +254,8 @@ pub struct IoQueue {
     /// Last (length, capacity) costed per direction: streams of equal-sized requests skip
     /// the float arithmetic.
     cap_memo: [(u64, u64); 2],
+    /// Classes whose starvation clock is running.
+    starving: usize,
 }
 
 impl IoQueue {
@@ -293,6 +295,7 @@ impl IoQueue {
             nowait_writes: false,
             retry: Vec::with_capacity(slots),
             cap_memo: [(u64::MAX, 0); 2],
+            starving: 0,
         }
     }
 
@@ -715,17 +718,25 @@ impl IoQueue {
                 }
             }
         }
-        // Starvation accounting per class: time with queued work and no dispatch.
+        // Starvation accounting per class: time with queued work and no dispatch. Nothing to
+        // do (and no per-class scan) while no class starves or starved.
+        if !starved && self.starving == 0 {
+            return Ok(false);
+        }
         for (ci, c) in self.classes.iter_mut().enumerate() {
             let has_work = self
                 .streams
                 .iter()
                 .any(|s| s.fq.class_len(s.classes[ci]) > 0);
             match (has_work && starved, c.starving_since) {
-                (true, None) => c.starving_since = Some(now),
+                (true, None) => {
+                    c.starving_since = Some(now);
+                    self.starving += 1;
+                }
                 (false, Some(t)) => {
                     c.stats.starvation_time_sec += now.saturating_duration_since(t).as_secs_f64();
                     c.starving_since = None;
+                    self.starving -= 1;
                 }
                 _ => {}
             }

@@ -427,3 +427,61 @@ fn shares_400_to_100_give_4_to_1() {
         h / l
     );
 }
+
+#[test]
+fn ctrl_c_removes_every_file() {
+    let storage = disk_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("c.yaml");
+    std::fs::write(
+        &conf,
+        "- name: w\n  shards: all\n  type: randwrite\n  data_size: 16MB\n  shard_info: {reqsize: 4kB}\n\
+         - name: u\n  shards: all\n  type: unlink\n  data_size: 1MB\n  files_count: 20000\n  shard_info: {parallelism: 1, think_time: 1ms}\n",
+    )
+    .unwrap();
+    let mut child = Command::new(bin("io-tester"))
+        .args([
+            "--storage",
+            storage.path().to_str().unwrap(),
+            "--conf",
+            conf.to_str().unwrap(),
+            "--duration",
+            "60",
+            "--smp",
+            "1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the unlink job's files exist (setup), then interrupt twice.
+    let t = std::time::Instant::now();
+    while entries(storage.path()).is_empty() && t.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    for _ in 0..2 {
+        // SAFETY: kill on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let t = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "io-tester did not stop after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(
+        entries(storage.path()).is_empty(),
+        "left behind: {:?}",
+        entries(storage.path())
+    );
+}
