@@ -67,6 +67,21 @@ fn run(cli: Cli) -> Result<()> {
         Some(p) => workload::read_sched_groups_file(p).map_err(|e| anyhow::anyhow!("{e}"))?,
         None => Vec::new(),
     };
+    for j in &jobs {
+        let info = &j.shard_info;
+        if info.vectorized && j.kind.issues_requests() {
+            let n = u64::from(info.iov_count.max(1));
+            if n > u64::from(scheduler::engine::MAX_IOVECS) || info.reqsize % (n * 512) != 0 {
+                bail!(
+                    "{conf_name}: job '{}' (line {}): iov_count {n} must be at most {} and split reqsize {} into 512-byte multiples",
+                    j.name,
+                    j.line,
+                    scheduler::engine::MAX_IOVECS,
+                    info.reqsize
+                );
+            }
+        }
+    }
     workload::check_job_classes(
         &jobs,
         cli.sched_groups.as_ref().map(|_| groups.as_slice()),

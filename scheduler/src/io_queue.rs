@@ -138,6 +138,28 @@ pub struct QueueStats {
     pub aio_retries: u64,
 }
 
+/// A request for [`IoQueue::queue_request`].
+#[derive(Clone, Copy, Debug)]
+pub struct IoRequest {
+    /// Priority class.
+    pub class: ClassHandle,
+    /// Read or write.
+    pub direction: Direction,
+    /// Index of the file in the ring's file list.
+    pub file: usize,
+    /// File offset, bytes.
+    pub offset: u64,
+    /// Length, bytes (at most the ring's slot size).
+    pub len: u64,
+    /// Ring buffer slot, used from byte 0.
+    pub slot: usize,
+    /// Returned with the completion.
+    pub user_data: u64,
+    /// Submit as readv/writev over this many equal pieces of the slot (0 or 1: plain). A
+    /// request split for exceeding the maximum length goes out as plain parts.
+    pub iovecs: u16,
+}
+
 /// A completed request as the caller queued it.
 #[derive(Clone, Copy, Debug)]
 pub struct IoCompletion {
@@ -195,6 +217,8 @@ struct Request {
     queued_at: Instant,
     parts_left: u32,
     len: u64,
+    /// Pieces for readv/writev (0/1: plain); only unsplit requests go out vectored.
+    iovecs: u16,
     /// The lowest part (offset in the request, result) that came back short or failed.
     first_bad: Option<(u64, i32)>,
 }
@@ -404,6 +428,33 @@ impl IoQueue {
         slot: usize,
         user_data: u64,
     ) -> Result<(), QueueError> {
+        self.queue_request(
+            now,
+            IoRequest {
+                class,
+                direction,
+                file,
+                offset,
+                len,
+                slot,
+                user_data,
+                iovecs: 0,
+            },
+        )
+    }
+
+    /// Queues `req`, queued at `now`. See [`IoQueue::queue`].
+    pub fn queue_request(&mut self, now: Instant, req: IoRequest) -> Result<(), QueueError> {
+        let IoRequest {
+            class,
+            direction,
+            file,
+            offset,
+            len,
+            slot,
+            user_data,
+            iovecs,
+        } = req;
         if class.0 as usize >= self.classes.len() {
             return Err(QueueError::UnknownClass(class));
         }
@@ -432,6 +483,7 @@ impl IoQueue {
             queued_at: now,
             parts_left: nparts,
             len,
+            iovecs: if nparts == 1 { iovecs } else { 0 },
             first_bad: None,
         };
         let rid = match self.free.pop() {
@@ -596,6 +648,7 @@ impl IoQueue {
                 len: part.len,
                 user_data: pid as u64,
                 rw_flags: 0,
+                iovecs: req.iovecs,
             };
             self.ring.push(r)?;
         }
@@ -767,6 +820,7 @@ impl IoQueue {
             len: part.len,
             user_data: pid as u64,
             rw_flags: if part.nowait { libc::RWF_NOWAIT } else { 0 },
+            iovecs: req.iovecs,
         })
     }
 

@@ -168,6 +168,16 @@ fn every_job_type_and_option() {
   type: randread
   data_size: 16MB
   shard_info: {parallelism: 1, reqsize: 4kB, class: background}
+- name: vectored_reads
+  shards: [1]
+  type: randread
+  data_size: 16MB
+  shard_info: {parallelism: 2, reqsize: 16kB, vectorized: true, iov_count: 4}
+- name: vectored_writes
+  shards: [0]
+  type: randwrite
+  data_size: 16MB
+  shard_info: {parallelism: 2, reqsize: 16kB, vectorized: true, iov_count: 4}
 "#;
     let groups_dir = tempfile::tempdir().unwrap();
     let groups = groups_dir.path().join("groups.yaml");
@@ -213,6 +223,15 @@ fn every_job_type_and_option() {
     assert!(job(&s, 1, "overwrite")["IOPS"].as_f64().unwrap() > 0.0);
     assert!(job(&s, 0, "seqread")["throughput"].as_f64().unwrap() > 0.0);
     assert!(job(&s, 0, "classed")["IOPS"].as_f64().unwrap() > 0.0);
+    for (shard, name) in [(1, "vectored_reads"), (0, "vectored_writes")] {
+        let v = job(&s, shard, name);
+        assert!(v["IOPS"].as_f64().unwrap() > 0.0, "{name}");
+        assert_eq!(
+            v["throughput"].as_f64().unwrap() * 1024.0 / v["IOPS"].as_f64().unwrap(),
+            16384.0,
+            "{name}: whole 16 KiB requests"
+        );
+    }
     assert!(
         job(&s, 0, "seqread")["alignment"]["requests_traced"]
             .as_u64()

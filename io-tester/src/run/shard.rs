@@ -15,7 +15,7 @@ use hdrhistogram::Histogram;
 use scheduler::alignment::AlignmentTracer;
 use scheduler::engine::rng::Rng;
 use scheduler::engine::{fiemap, TestFile};
-use scheduler::io_queue::{ClassHandle, IoQueue};
+use scheduler::io_queue::{ClassHandle, IoQueue, IoRequest};
 use scheduler::Direction;
 
 use crate::workload::job::{Job, JobKind, PauseDistribution, SleepType};
@@ -340,16 +340,22 @@ fn step(
                     queue.ring().stamp(slot, *sequence, offset);
                 }
                 slots[slot] = SlotInfo { fiber: fi, offset };
-                queue.queue_at(
-                    queued_at,
-                    j.class,
+                let iovecs = if info.vectorized {
+                    info.iov_count.max(1) as u16
+                } else {
+                    0
+                };
+                let req = IoRequest {
+                    class: j.class,
                     direction,
-                    j.file,
+                    file: j.file,
                     offset,
-                    size,
+                    len: size,
                     slot,
-                    slot as u64,
-                )?;
+                    user_data: slot as u64,
+                    iovecs,
+                };
+                queue.queue_request(queued_at, req)?;
                 f.in_flight += 1;
                 f.issued += 1;
             }

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 pub use buffer::BufferArena;
 pub use file::{available_space, TestFile};
 pub use job::{Direction, JobResult, JobSpec, Pattern, SecondSample};
-pub use ring::{Ring, RingCompletion, RingRequest};
+pub use ring::{Ring, RingCompletion, RingRequest, MAX_IOVECS};
 pub use uring::probe as probe_uring;
 
 /// Which back end submits the requests.
@@ -343,6 +343,7 @@ pub fn fill(
                 len: request_size as u32,
                 user_data: (slot as u64) << 48 | next,
                 rw_flags: 0,
+                iovecs: 0,
             };
             ring.push(req)?;
             next += request_size as u64;

@@ -35,7 +35,13 @@ pub struct RingRequest {
     /// `preadv2`/`pwritev2` flags, e.g. `libc::RWF_NOWAIT` (io_uring only; the threads back
     /// end ignores them, as its calls block by design).
     pub rw_flags: i32,
+    /// Submit as `readv`/`writev` over this many equal pieces of the buffer (0 or 1: one
+    /// plain read or write). At most [`MAX_IOVECS`]; `len` must split into 512-byte multiples.
+    pub iovecs: u16,
 }
+
+/// Most pieces a vectored request may have.
+pub const MAX_IOVECS: u16 = 64;
 
 /// A completed request: its `user_data` and the kernel's result (bytes, or a negative errno).
 #[derive(Clone, Copy, Debug)]
@@ -55,7 +61,14 @@ pub struct Ring {
     in_flight: usize,
     /// When the last `submit_and_wait`/`reap` returned: the completion time of what it reaped.
     last_reap: Instant,
+    /// `MAX_IOVECS` iovecs per slot for vectored requests, allocated on first use and never
+    /// resized, so the kernel may read them until the request completes.
+    iovecs: Vec<libc::iovec>,
 }
+
+// SAFETY: the iovecs only point into the ring's own arena; the Ring is used by one thread at
+// a time (it is not Sync), and moving it moves the arena's ownership with it.
+unsafe impl Send for Ring {}
 
 enum Backend {
     /// Completes every request at once without I/O (benchmarks of the queue's own cost).
@@ -148,6 +161,7 @@ impl Ring {
             files: files.to_vec(),
             in_flight: 0,
             last_reap: Instant::now(),
+            iovecs: Vec::new(),
         })
     }
 
@@ -168,6 +182,7 @@ impl Ring {
             files: vec![-1; files.max(1)],
             in_flight: 0,
             last_reap: Instant::now(),
+            iovecs: Vec::new(),
         })
     }
 
@@ -195,7 +210,10 @@ impl Ring {
     /// until its completion is reaped. Errors: `InvalidJob` for a slot, range or file out of
     /// bounds; `Submit` when the submission queue is full.
     pub fn push(&mut self, req: RingRequest) -> Result<(), EngineError> {
-        if req.slot >= self.bufs.count()
+        let bad_iov = req.iovecs > MAX_IOVECS
+            || (req.iovecs > 1 && req.len as usize % (req.iovecs as usize * 512) != 0);
+        if bad_iov
+            || req.slot >= self.bufs.count()
             || req.slot_offset + req.len as usize > self.bufs.slot_size()
             || req.file >= self.files.len()
         {
@@ -216,7 +234,55 @@ impl Ring {
             } => {
                 // SAFETY: bounds checked above, so the pointer stays inside slot `req.slot`.
                 let ptr = unsafe { self.bufs.slot_ptr(req.slot).add(req.slot_offset) };
-                let entry = sqe(req, fd, ptr, *fixed_files, *fixed_bufs);
+                let entry = if req.iovecs > 1 {
+                    if self.iovecs.is_empty() {
+                        let empty = libc::iovec {
+                            iov_base: std::ptr::null_mut(),
+                            iov_len: 0,
+                        };
+                        self.iovecs = vec![empty; self.bufs.count() * MAX_IOVECS as usize];
+                    }
+                    let n = req.iovecs as usize;
+                    let piece = req.len as usize / n;
+                    let iov = &mut self.iovecs[req.slot * MAX_IOVECS as usize..][..n];
+                    for (i, v) in iov.iter_mut().enumerate() {
+                        // SAFETY: i * piece < len, inside the slot (checked above).
+                        *v = libc::iovec {
+                            iov_base: unsafe { ptr.add(i * piece) }.cast(),
+                            iov_len: piece,
+                        };
+                    }
+                    let target = |e: squeue::Entry| e.user_data(req.user_data);
+                    let (iov_ptr, n) = (iov.as_ptr(), n as u32);
+                    match (req.direction, *fixed_files) {
+                        (Direction::Read, true) => target(
+                            opcode::Readv::new(types::Fixed(req.file as u32), iov_ptr, n)
+                                .offset(req.offset)
+                                .rw_flags(req.rw_flags)
+                                .build(),
+                        ),
+                        (Direction::Read, false) => target(
+                            opcode::Readv::new(types::Fd(fd), iov_ptr, n)
+                                .offset(req.offset)
+                                .rw_flags(req.rw_flags)
+                                .build(),
+                        ),
+                        (Direction::Write, true) => target(
+                            opcode::Writev::new(types::Fixed(req.file as u32), iov_ptr, n)
+                                .offset(req.offset)
+                                .rw_flags(req.rw_flags)
+                                .build(),
+                        ),
+                        (Direction::Write, false) => target(
+                            opcode::Writev::new(types::Fd(fd), iov_ptr, n)
+                                .offset(req.offset)
+                                .rw_flags(req.rw_flags)
+                                .build(),
+                        ),
+                    }
+                } else {
+                    sqe(req, fd, ptr, *fixed_files, *fixed_bufs)
+                };
                 let mut sq = ring.submission();
                 // SAFETY: the buffer belongs to the arena, which lives until every request has
                 // completed (Drop drains first).
@@ -389,6 +455,35 @@ fn blocking_io(bufs: &BufferArena, req: &RingRequest, fd: RawFd) -> i32 {
     // slot until this completion is reaped.
     let n = unsafe {
         let ptr = bufs.slot_ptr(req.slot).add(req.slot_offset);
+        if req.iovecs > 1 {
+            let n = req.iovecs as usize;
+            let piece = req.len as usize / n;
+            let mut iov = [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; MAX_IOVECS as usize];
+            for (i, v) in iov.iter_mut().take(n).enumerate() {
+                *v = libc::iovec {
+                    iov_base: ptr.add(i * piece).cast(),
+                    iov_len: piece,
+                };
+            }
+            let r = match req.direction {
+                Direction::Read => {
+                    libc::preadv(fd, iov.as_ptr(), n as i32, req.offset as libc::off_t)
+                }
+                Direction::Write => {
+                    libc::pwritev(fd, iov.as_ptr(), n as i32, req.offset as libc::off_t)
+                }
+            };
+            return if r < 0 {
+                -io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::EIO)
+            } else {
+                r as i32
+            };
+        }
         match req.direction {
             Direction::Read => {
                 libc::pread(fd, ptr.cast(), req.len as usize, req.offset as libc::off_t)

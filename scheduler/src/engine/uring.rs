@@ -90,6 +90,7 @@ pub(crate) fn run_job(
             len,
             user_data: slot as u64,
             rw_flags: 0,
+            iovecs: 0,
         };
         sqe(req, fd, bufs.slot_ptr(slot), fixed_file, fixed_bufs)
     };
