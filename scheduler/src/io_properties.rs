@@ -452,7 +452,7 @@ impl IoProperties {
                     continue;
                 }
                 let depth = mp.components().count();
-                if best.map_or(true, |(d, _)| depth > d) {
+                if best.is_none_or(|(d, _)| depth > d) {
                     best = Some((depth, disk));
                 }
             }

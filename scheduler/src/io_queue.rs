@@ -289,7 +289,7 @@ impl IoQueue {
         let cfg = FairQueueConfig::default();
         let streams = (0..nstreams)
             .map(|_| StreamState {
-                fq: FairQueue::new(cfg.clone()),
+                fq: FairQueue::new(cfg),
                 classes: Vec::new(),
                 reservation: None,
             })
@@ -392,6 +392,7 @@ impl IoQueue {
 
     /// Queues a request of `len` bytes at file `offset`, using ring slot `slot` from byte 0.
     /// It is costed now; longer than the model's maximum length, it is split into parts.
+    #[allow(clippy::too_many_arguments)] // mirrors the request's fields; see queue_request
     pub fn queue(
         &mut self,
         class: ClassHandle,

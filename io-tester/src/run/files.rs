@@ -81,6 +81,7 @@ fn name(job: &Job, shard: u32) -> String {
 /// Creates and prepares the file for `job` on `shard`: read jobs get `size` bytes written
 /// (so reads never touch holes), overwrite jobs a sparse or fallocated file, append jobs an
 /// empty file, unlink jobs `files_count` files. `keep` names files so they stay after the run.
+#[allow(clippy::too_many_arguments)] // the run's settings a file needs; all plain values
 pub fn prepare(
     storage: &Storage,
     job: &Job,
@@ -137,7 +138,7 @@ pub fn prepare(
                 if !keep {
                     cleanup.add(sub.clone());
                 }
-                let each = if count > 0 { size / count } else { 0 };
+                let each = size.checked_div(count).unwrap_or(0);
                 let mut files = Vec::with_capacity(count as usize);
                 for i in 0..count {
                     let p = sub.join(i.to_string());

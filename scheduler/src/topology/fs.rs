@@ -295,7 +295,7 @@ pub fn mount_containing<'a>(mounts: &'a [MountInfo], dir: &Path) -> Option<&'a M
     let mut best: Option<&MountInfo> = None;
     for m in mounts {
         if dir.starts_with(&m.mount_point)
-            && best.map_or(true, |b| {
+            && best.is_none_or(|b| {
                 m.mount_point.components().count() >= b.mount_point.components().count()
             })
         {
