@@ -131,7 +131,29 @@ impl XfsLoop {
 
 impl Drop for XfsLoop {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.mountpoint).status();
+        // XFS may stay busy for a moment after the last file closes: retry, then detach lazily.
+        let mut unmounted = false;
+        for _ in 0..25 {
+            if Command::new("umount")
+                .arg(&self.mountpoint)
+                .status()
+                .is_ok_and(|s| s.success())
+            {
+                unmounted = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        if !unmounted {
+            eprintln!(
+                "umount {} kept failing; detaching lazily",
+                self.mountpoint.display()
+            );
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(&self.mountpoint)
+                .status();
+        }
         let _ = Command::new("losetup").args(["-d", &self.device]).status();
     }
 }
