@@ -7,7 +7,7 @@
 # fio's files are first written in full (like iotune's, reads never hit holes). Four figures:
 #   write_bandwidth  "sequential write"      read_bandwidth  "sequential read"
 #   write_iops       "random write <size>"   read_iops       "random read <size>"
-# The iotune sequential-write phase has no ramp (the warm-up precedes it); fio gets 2 s instead.
+# Each fio job gets the ramp of the matching iotune phase (the sequential write ramps through its warm-up).
 #
 # How to read it: the table gives per figure the medians over rounds and the median of the
 # per-round ratios iotune/fio (runs back to back, so host drift mostly cancels out).
@@ -133,4 +133,4 @@ settings=$(for line in "${phases[@]}"; do
 done)
 echo "Settings: dir=$DIR fs=$(findmnt -no FSTYPE,SOURCE -T "$DIR" | tr -s ' ') duration=${D}s" \
     "smp=$S file-size=$F ramp=${R}s rounds=$ROUNDS; per phase (last round): ${settings%; }"
-echo "Note: iotune's sequential write has no ramp (the warm-up precedes it); fio got --ramp_time=2 for it."
+echo "Note: each fio job used the ramp of the matching iotune phase (sequential write: the warm-up, max(3 s, 5% of D))."

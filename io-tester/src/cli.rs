@@ -73,9 +73,13 @@ pub struct Cli {
     #[arg(long = "physical-block-size", value_name = "SIZE", value_parser = parse_size)]
     pub physical_block_size: Option<u64>,
 
-    /// Trace one request in N for alignment (1 = every request).
-    #[arg(long = "trace-sample", value_name = "N", default_value_t = 1)]
-    pub trace_sample: u32,
+    /// Trace one request in N for alignment (1 = every request), a fixed interval. Without
+    /// it, tracing is adaptive: every request is traced, but after each extent-map refresh
+    /// (FIEMAP), if refreshes so far took more than 1% of the run time, the interval doubles.
+    /// The interval in effect at the end is reported per job as `alignment_sampled_every` (with
+    /// a NOTE on stderr when it was raised).
+    #[arg(long = "trace-sample", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub trace_sample: Option<u32>,
 }
 
 /// Output format.
@@ -115,5 +119,16 @@ mod tests {
         let c = Cli::try_parse_from(["io-tester", "--keep-files", "true"]).unwrap();
         assert!(c.keep_files);
         assert!(Cli::try_parse_from(["io-tester", "--keep-files", "maybe"]).is_err());
+    }
+
+    #[test]
+    fn trace_sample_is_adaptive_unless_given() {
+        assert_eq!(
+            Cli::try_parse_from(["io-tester"]).unwrap().trace_sample,
+            None
+        );
+        let c = Cli::try_parse_from(["io-tester", "--trace-sample", "8"]).unwrap();
+        assert_eq!(c.trace_sample, Some(8));
+        assert!(Cli::try_parse_from(["io-tester", "--trace-sample", "0"]).is_err());
     }
 }

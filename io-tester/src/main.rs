@@ -16,6 +16,7 @@ use clap::Parser;
 use scheduler::alignment::AlignmentParams;
 use scheduler::cost_model::{CostConfig, CostModel};
 use scheduler::engine::{self, EngineKind, TestFile};
+use scheduler::io_properties::DiskProperties;
 use scheduler::io_properties::IoProperties;
 use scheduler::io_queue::IoGroup;
 use scheduler::topology::Topology;
@@ -32,10 +33,15 @@ fn main() -> ExitCode {
         return workload::check_conf_cli(&args[1..]);
     }
     let cli = Cli::parse();
+    let keep_files = cli.keep_files;
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) if STOP.load(Ordering::Relaxed) && INTERRUPTED.load(Ordering::Relaxed) => {
-            eprintln!("io-tester: interrupted; data files removed");
+            if keep_files {
+                eprintln!("io-tester: interrupted; the data files created so far were kept (--keep-files true)");
+            } else {
+                eprintln!("io-tester: interrupted; data files removed");
+            }
             ExitCode::from(130)
         }
         Err(e) => {
@@ -67,22 +73,8 @@ fn run(cli: Cli) -> Result<()> {
         Some(p) => workload::read_sched_groups_file(p).map_err(|e| anyhow::anyhow!("{e}"))?,
         None => Vec::new(),
     };
-    for j in &jobs {
-        let info = &j.shard_info;
-        if info.vectorized && j.kind.issues_requests() {
-            let n = u64::from(info.iov_count.max(1));
-            if n > u64::from(scheduler::engine::MAX_IOVECS) || info.reqsize % (n * 512) != 0 {
-                bail!(
-                    "{conf_name}: job '{}' (line {}): iov_count {n} must be at most {} and split reqsize {} into 512-byte multiples",
-                    j.name,
-                    j.line,
-                    scheduler::engine::MAX_IOVECS,
-                    info.reqsize
-                );
-            }
-        }
-    }
-    workload::check_job_classes(
+    // (The parser has checked `iov_count` against the ring's limit and `reqsize`.)
+    let classes = workload::resolve_job_classes(
         &jobs,
         cli.sched_groups.as_ref().map(|_| groups.as_slice()),
         &conf_name,
@@ -96,20 +88,16 @@ fn run(cli: Cli) -> Result<()> {
     if smp == 0 {
         bail!("--smp 0: at least one shard is needed");
     }
-    let kind = match cli.engine {
-        Some(Engine::Threads) => EngineKind::Threads,
-        Some(Engine::Uring) => {
-            engine::probe_uring().context("--engine uring was requested")?;
-            EngineKind::Uring
-        }
-        None => match engine::probe_uring() {
-            Ok(()) => EngineKind::Uring,
-            Err(e) => {
-                eprintln!("WARN: {e}; falling back to the threads engine (no RWF_NOWAIT retries are counted)");
-                EngineKind::Threads
-            }
-        },
-    };
+    let requested = cli.engine.map(|e| match e {
+        Engine::Threads => EngineKind::Threads,
+        Engine::Uring => EngineKind::Uring,
+    });
+    let (kind, passed_over) = engine::select(requested).context("--engine uring was requested")?;
+    if let Some(e) = passed_over {
+        eprintln!(
+            "WARN: {e}; falling back to the threads engine (no RWF_NOWAIT retries are counted)"
+        );
+    }
 
     // Storage: a directory or a block device.
     let meta = std::fs::metadata(&cli.storage)
@@ -143,26 +131,30 @@ fn run(cli: Cli) -> Result<()> {
         shards_in_group: smp,
     };
     let props = match (&cli.io_properties_file, &cli.io_properties) {
-        (Some(p), _) => Some(IoProperties::from_file(p)?),
-        (None, Some(text)) => Some(IoProperties::parse(text, "--io-properties")?),
+        (Some(p), _) => Some((IoProperties::from_file(p)?, p.display().to_string())),
+        (None, Some(text)) => Some((
+            IoProperties::parse(text, "--io-properties")?,
+            "--io-properties".to_owned(),
+        )),
         (None, None) => None,
     };
-    let probe_dir = topo_dir
-        .clone()
-        .unwrap_or_else(|| std::path::PathBuf::from("/"));
-    let disk = props
-        .as_ref()
-        .and_then(|(p, _)| p.disk_for(&probe_dir).or(p.disks.first()).cloned());
-    if let Some((_, warnings)) = &props {
-        for w in warnings {
-            eprintln!("WARN: {w}");
+    let disk = match &props {
+        Some(((p, warnings), source)) => {
+            for w in warnings {
+                eprintln!("WARN: {w}");
+            }
+            Some(pick_disk(p, source, topo_dir.as_deref(), &cli.storage)?)
         }
-    }
+        None => None,
+    };
     let group = match &disk {
         Some(d) => IoGroup::from_properties(d, &cfg)
             .context("the io-properties cannot be used by the scheduler")?,
         None => IoGroup::new(CostModel::unconfigured(&cfg), false),
     };
+    for w in group.model().warnings() {
+        eprintln!("WARN: {w}");
+    }
 
     // How alignment is judged, and the pitfalls worth a warning.
     let physical_override = cli
@@ -173,7 +165,7 @@ fn run(cli: Cli) -> Result<()> {
             let t = Topology::for_directory(dir)
                 .with_context(|| format!("cannot inspect {}", dir.display()))?;
             warn_pitfalls(&t, physical_override);
-            AlignmentParams::from_topology(&t, physical_override, cli.trace_sample)
+            AlignmentParams::from_topology(&t, physical_override, cli.trace_sample.unwrap_or(1))
         }
         None => AlignmentParams {
             fs_block_size: 4096,
@@ -182,7 +174,7 @@ fn run(cli: Cli) -> Result<()> {
             device_physical_block_size: 4096,
             md_chunk_size: None,
             partition_start: 0,
-            sample_every: cli.trace_sample.max(1),
+            sample_every: cli.trace_sample.unwrap_or(1),
         },
     };
     alignment.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -192,11 +184,13 @@ fn run(cli: Cli) -> Result<()> {
         duration: Duration::from_secs_f64(cli.duration),
         jobs,
         groups,
+        classes,
         smp,
         kind,
         keep_files: cli.keep_files,
         group,
         alignment,
+        adaptive_tracing: cli.trace_sample.is_none(),
     };
     let shards = run::run(&settings, &STOP)?;
     if INTERRUPTED.load(Ordering::Relaxed) {
@@ -207,6 +201,51 @@ fn run(cli: Cli) -> Result<()> {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&shards)?),
     }
     Ok(())
+}
+
+/// The io-properties entry for the storage: for a directory, the entry whose mountpoint holds
+/// it (the deepest); for a block device, the only entry. Never a guess: a model of another
+/// disk would schedule this one wrongly.
+fn pick_disk(
+    props: &IoProperties,
+    source: &str,
+    dir: Option<&std::path::Path>,
+    storage: &std::path::Path,
+) -> Result<DiskProperties> {
+    let mountpoints = || {
+        let all: Vec<String> = props
+            .disks
+            .iter()
+            .flat_map(|d| d.mountpoints.iter().map(|m| m.display().to_string()))
+            .collect();
+        if all.is_empty() {
+            "none".to_owned()
+        } else {
+            all.join(", ")
+        }
+    };
+    match dir {
+        Some(dir) => match props.disk_for(dir) {
+            Some(d) => Ok(d.clone()),
+            None => bail!(
+                "{source}: no disk entry has a mountpoint containing the storage directory {} \
+                 (mountpoints: {}); add an entry (or a mountpoint) for the disk that holds it",
+                dir.display(),
+                mountpoints()
+            ),
+        },
+        None => match props.disks.as_slice() {
+            [d] => Ok(d.clone()),
+            _ => bail!(
+                "{source}: {} disk entries (mountpoints: {}), and --storage {} is a block \
+                 device, which has no mountpoint to choose one by; give io-properties with only \
+                 the entry for this device",
+                props.disks.len(),
+                mountpoints(),
+                storage.display()
+            ),
+        },
+    }
 }
 
 fn warn_pitfalls(t: &Topology, physical_override: Option<u64>) {

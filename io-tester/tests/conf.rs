@@ -161,8 +161,12 @@ fn classes_resolve_against_sched_groups() {
 }
 
 #[test]
-fn without_check_conf_nothing_runs() {
-    let out = io_tester(&[]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("not implemented yet"));
+fn a_missing_job_file_is_a_clear_error() {
+    let out = io_tester(&["--conf", "/nonexistent/conf.yaml", "--storage", "/tmp"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("/nonexistent/conf.yaml"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -93,7 +93,10 @@ fn run(cli: Cli) -> Result<()> {
                 "failed"
             };
             if let Some(path) = &opts.report {
-                report.save(path)?;
+                // Keep what was measured; a failure to save must not hide the real error.
+                if let Err(save) = report.save(path) {
+                    eprintln!("WARN: could not save the report: {save:#}");
+                }
             }
             return Err(e);
         }
@@ -218,7 +221,7 @@ fn measure(
     // Sanity: O_DIRECT, non-blocking submission, free space.
     let probe = TestFile::create_unlinked(dir, 0)
         .with_context(|| format!("sanity check on {}", mountpoint.display()))?;
-    let switches = engine::context_switches_per_submit(
+    let check = engine::submission_check(
         kind,
         &probe,
         1000,
@@ -226,13 +229,24 @@ fn measure(
     )
     .with_context(|| format!("sanity check on {}", mountpoint.display()))?;
     drop(probe);
-    if let Some(cs) = switches {
-        if cs > 0.1 {
+    if let Some(c) = check {
+        if c.context_switches_per_write > 0.1 {
             bail!(
-                "async I/O is not supported on {}: submissions block ({cs:.2} context switches per write); \
+                "async I/O is not supported on {}: submissions block ({:.2} context switches per write); \
                  use XFS or ext4 on a local disk",
+                mountpoint.display(),
+                c.context_switches_per_write
+            );
+        }
+        if c.would_block_share > 0.1 {
+            let w = format!(
+                "{:.0}% of appending writes on {} would have blocked (the filesystem allocates synchronously; \
+                 io_uring hands them to kernel workers, which adds latency); XFS allocates without blocking",
+                c.would_block_share * 100.0,
                 mountpoint.display()
             );
+            eprintln!("WARN: {w}");
+            warnings.push(w);
         }
     }
     let free = engine::available_space(dir)
@@ -291,7 +305,7 @@ fn measure(
         mountpoint: mountpoint.clone(),
         topology: topology.clone(),
         warnings,
-        context_switches_per_write: switches,
+        submission_check: check,
         free_bytes: free,
         file_size_per_shard: file_size,
         read_working_set_bytes: 0,
@@ -302,8 +316,12 @@ fn measure(
         println!(
             "{}: O_DIRECT supported, submissions do not block{}, {:.1} GiB free",
             mountpoint.display(),
-            switches
-                .map(|c| format!(" ({c:.2} context switches per write)"))
+            check
+                .map(|c| format!(
+                    " ({:.2} context switches per write, {:.0}% of appending writes would have blocked)",
+                    c.context_switches_per_write,
+                    c.would_block_share * 100.0
+                ))
                 .unwrap_or_default(),
             free as f64 / GIB as f64
         );

@@ -126,6 +126,12 @@ impl Options {
                 }
             }
         }
+        if cli.force_io_depth > 1 << 20 {
+            bail!(
+                "--force-io-depth {}: the in-flight bound must be at most 1048576 requests",
+                cli.force_io_depth
+            );
+        }
         if let Some(n) = cli.smp {
             if n == 0 || n > 1024 {
                 bail!("--smp {n}: the shard count must be between 1 and 1024");

@@ -39,7 +39,7 @@ impl Depths {
     ) -> Depths {
         let seq = 4 * leaves.max(1);
         let random = match opts.force_io_depth {
-            Some(q) => (q as usize / shards).max(1),
+            Some(q) => (q as usize / shards).clamp(1, scheduler::engine::MAX_IN_FLIGHT),
             None => (in_flight_bound.unwrap_or(128) as usize / shards).clamp(1, 128),
         };
         let d = opts.depths;

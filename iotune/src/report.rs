@@ -2,6 +2,7 @@
 //! so an aborted run keeps what it measured.
 
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -41,8 +42,9 @@ pub struct DiskReport {
     pub topology: Topology,
     /// Pitfalls found (scheduler, merges, write cache, free space, ...).
     pub warnings: Vec<String>,
-    /// Voluntary context switches per submission in the sanity check (null: threads engine).
-    pub context_switches_per_write: Option<f64>,
+    /// The submission sanity check: context switches per write and the share of appending
+    /// writes that would have blocked (null: threads engine).
+    pub submission_check: Option<scheduler::engine::SubmissionCheck>,
     /// Free space in the evaluation directory before the run, bytes.
     pub free_bytes: u64,
     /// Each shard's test file size, bytes.
@@ -164,10 +166,7 @@ impl PhaseReport {
             iops: per_shard.iter().map(|s| s.figures.iops).sum(),
             bandwidth: per_shard.iter().map(|s| s.figures.bandwidth).sum(),
             requests: per_shard.iter().map(|s| s.figures.requests).sum(),
-            deviation: per_shard
-                .iter()
-                .map(|s| s.figures.deviation)
-                .fold(0.0, f64::max),
+            deviation: phase_deviation(job.pattern, &per_shard, results),
             latency: Latency::from_ns(&all),
         };
         PhaseReport {
@@ -187,6 +186,25 @@ impl PhaseReport {
     }
 }
 
+/// The phase's deviation: for sequential phases, of the per-second totals over all shards
+/// (shards sharing one disk trade throughput second by second while the sum stays steady);
+/// for random phases, the largest shard's, as the reference reports it.
+fn phase_deviation(pattern: Pattern, per_shard: &[ShardFigures], results: &[JobResult]) -> f64 {
+    match pattern {
+        Pattern::Sequential => {
+            let seconds = results.iter().map(|r| r.samples.len()).min().unwrap_or(0);
+            let totals: Vec<u64> = (0..seconds)
+                .map(|i| results.iter().map(|r| r.samples[i].requests).sum())
+                .collect();
+            deviation(&totals)
+        }
+        Pattern::Random => per_shard
+            .iter()
+            .map(|s| s.figures.deviation)
+            .fold(0.0, f64::max),
+    }
+}
+
 /// Writes `bytes` to `path` atomically: a temp file in the same directory, then rename. A
 /// failure leaves neither a partial file nor the temp file behind.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -198,6 +216,14 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         .prefix(".iotune-")
         .tempfile_in(dir)
         .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+    // Readable like any config file (tempfile creates 0600), or the mode of the file replaced:
+    // a service user must be able to read what root wrote for it.
+    let mode = std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(0o644);
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot set the mode of {}", path.display()))?;
     tmp.write_all(bytes)
         .and_then(|_| tmp.as_file().sync_all())
         .with_context(|| format!("cannot write {}", path.display()))?;

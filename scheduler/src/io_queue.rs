@@ -194,6 +194,9 @@ pub enum QueueError {
     /// Unknown class handle.
     #[error("unknown class {0:?}")]
     UnknownClass(ClassHandle),
+    /// Slot, file or iovec count out of range.
+    #[error("invalid request: {0}")]
+    Invalid(String),
 }
 
 struct Part {
@@ -245,6 +248,9 @@ struct StreamState {
     fq: FairQueue<u32>,
     classes: Vec<ClassId>,
     reservation: Option<Reservation>,
+    /// The group's bucket for this stream. Taken out (moved, no reference-count traffic on
+    /// the shared cache line) while `dispatch` works on the stream.
+    bucket: Option<Arc<SharedTokenBucket>>,
 }
 
 struct ClassState {
@@ -288,10 +294,11 @@ impl IoQueue {
         let nstreams = if group.duplex { 2 } else { 1 };
         let cfg = FairQueueConfig::default();
         let streams = (0..nstreams)
-            .map(|_| StreamState {
+            .map(|i| StreamState {
                 fq: FairQueue::new(cfg),
                 classes: Vec::new(),
                 reservation: None,
+                bucket: Some(group.buckets[i].clone()),
             })
             .collect();
         // §7: every latency goal × 100.
@@ -459,6 +466,21 @@ impl IoQueue {
         if class.0 as usize >= self.classes.len() {
             return Err(QueueError::UnknownClass(class));
         }
+        if slot >= self.ring.slots() || file >= self.ring.file_count() {
+            return Err(QueueError::Invalid(format!(
+                "slot {slot} or file {file} out of range ({} slots, {} files)",
+                self.ring.slots(),
+                self.ring.file_count()
+            )));
+        }
+        if iovecs > crate::engine::MAX_IOVECS
+            || (iovecs > 1 && len % (u64::from(iovecs) * 512) != 0)
+        {
+            return Err(QueueError::Invalid(format!(
+                "{iovecs} iovecs must be at most {} and split {len} bytes into 512-byte multiples",
+                crate::engine::MAX_IOVECS
+            )));
+        }
         if len as usize > self.ring.slot_size() || len == 0 {
             return Err(QueueError::TooLong {
                 len,
@@ -588,10 +610,17 @@ impl IoQueue {
             &mut self.classes,
             &mut self.retry,
         );
+        let mut nowait_unsupported = false;
+        let nowait_unsupported = &mut nowait_unsupported;
         self.ring.reap(|c| {
             reaped += 1;
             let pid = c.user_data as usize;
-            if c.result == -libc::EAGAIN && parts[pid].as_ref().is_some_and(|(p, _)| p.nowait) {
+            if (c.result == -libc::EAGAIN || c.result == -libc::EOPNOTSUPP)
+                && parts[pid].as_ref().is_some_and(|(p, _)| p.nowait)
+            {
+                // EOPNOTSUPP: the filesystem does not take RWF_NOWAIT at all (tmpfs); stop
+                // asking, and do not count it as a retry.
+                *nowait_unsupported |= c.result == -libc::EOPNOTSUPP;
                 retry.push(pid as u32);
                 return;
             }
@@ -631,6 +660,9 @@ impl IoQueue {
         });
         // Writes the filesystem would have blocked on: again, without RWF_NOWAIT. Their tokens
         // were paid at dispatch.
+        if *nowait_unsupported {
+            self.nowait_writes = false;
+        }
         for i in 0..self.retry.len() {
             let pid = self.retry[i];
             let (part, _) = self.parts[pid as usize].as_mut().expect("kept for retry");
@@ -638,8 +670,10 @@ impl IoQueue {
             let req = self.requests[part.request as usize]
                 .as_ref()
                 .expect("live request");
-            self.aio_retries += 1;
-            self.classes[req.class.0 as usize].stats.aio_retries += 1;
+            if !*nowait_unsupported {
+                self.aio_retries += 1;
+                self.classes[req.class.0 as usize].stats.aio_retries += 1;
+            }
             let r = RingRequest {
                 direction: part.direction,
                 file: req.file,
@@ -651,7 +685,10 @@ impl IoQueue {
                 rw_flags: 0,
                 iovecs: req.iovecs,
             };
-            self.ring.push(r)?;
+            if let Err(e) = self.ring.push(r) {
+                self.retry.clear();
+                return Err(e);
+            }
         }
         self.flow_completed += reaped - self.retry.len() as u64;
         self.retry.clear();
@@ -681,12 +718,14 @@ impl IoQueue {
             return;
         }
         self.flow_next = now + self.flow_period;
+        // A window without completions (a stall) carries its dispatches into the next one, so
+        // the ratio sees them when the disk answers again.
         if self.flow_completed > 0 {
             let ratio = self.flow_dispatched as f64 / self.flow_completed as f64;
             self.flow_ratio = 0.95 * self.flow_ratio + 0.05 * ratio;
+            self.flow_dispatched = 0;
+            self.flow_completed = 0;
         }
-        self.flow_dispatched = 0;
-        self.flow_completed = 0;
     }
 
     /// §6: dispatches from every stream within its tokens. Returns true when requests remain
@@ -698,7 +737,31 @@ impl IoQueue {
         let per_tick = self.group.model.per_tick_grab_threshold.max(1);
         let mut starved = false;
         for si in 0..self.streams.len() {
-            let bucket = self.group.buckets[if si == 0 { 0 } else { 1 }].clone();
+            let bucket = self.streams[si]
+                .bucket
+                .take()
+                .expect("bucket is put back after each dispatch");
+            let result = self.dispatch_stream(si, &bucket, now_ns, now, limit, per_tick);
+            self.streams[si].bucket = Some(bucket);
+            starved |= result?;
+        }
+        self.account_starvation(starved, now);
+        Ok(starved)
+    }
+
+    /// Dispatches from stream `si` within `bucket`'s tokens; true when requests remain queued
+    /// for lack of tokens (or every class with work is held by its bandwidth limit).
+    fn dispatch_stream(
+        &mut self,
+        si: usize,
+        bucket: &SharedTokenBucket,
+        now_ns: u64,
+        now: Instant,
+        limit: u64,
+        per_tick: u64,
+    ) -> Result<bool, EngineError> {
+        let mut starved = false;
+        {
             bucket.replenish(now_ns);
             loop {
                 if self.ring.in_flight() >= self.ring.slots() {
@@ -706,6 +769,9 @@ impl IoQueue {
                 }
                 let st = &mut self.streams[si];
                 let Some((_, cap)) = st.fq.peek(now_ns) else {
+                    // Work queued but every class holding it is over its bandwidth limit: a
+                    // wait, not idleness (the poll sleeps instead of spinning).
+                    starved |= !st.fq.is_empty();
                     break;
                 };
                 let ready = st.reservation.as_ref().map_or(0, |r| {
@@ -772,10 +838,14 @@ impl IoQueue {
                 }
             }
         }
-        // Starvation accounting per class: time with queued work and no dispatch. Nothing to
-        // do (and no per-class scan) while no class starves or starved.
+        Ok(starved)
+    }
+
+    /// Per class: time with queued work and no dispatch. Nothing to do (and no per-class scan)
+    /// while no class starves or starved.
+    fn account_starvation(&mut self, starved: bool, now: Instant) {
         if !starved && self.starving == 0 {
-            return Ok(false);
+            return;
         }
         for (ci, c) in self.classes.iter_mut().enumerate() {
             let has_work = self
@@ -795,7 +865,6 @@ impl IoQueue {
                 _ => {}
             }
         }
-        Ok(starved)
     }
 
     fn submit_part(&mut self, pid: u32, now: Instant) -> Result<(), EngineError> {

@@ -142,10 +142,10 @@ fn reading_past_the_end_is_an_error_not_a_panic() {
 fn context_switch_check_passes_on_ext4_and_tmpfs() {
     for (dir, _g) in dirs() {
         let f = TestFile::create_unlinked(&dir, 0).unwrap();
-        if let Some(cs) =
-            engine::context_switches_per_submit(EngineKind::Uring, &f, 200, 4096).unwrap()
-        {
-            println!("{dir:?}: {cs:.3} voluntary context switches per submission");
+        if let Some(c) = engine::submission_check(EngineKind::Uring, &f, 200, 4096).unwrap() {
+            let cs = c.context_switches_per_write;
+            println!("{dir:?}: {cs:.3} voluntary context switches per submission, {:.0}% would have blocked", c.would_block_share * 100.0);
+            assert!((0.0..=1.0).contains(&c.would_block_share));
             assert!(
                 cs <= 0.1,
                 "{dir:?}: submissions block ({cs} switches per write)"

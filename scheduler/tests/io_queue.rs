@@ -11,6 +11,13 @@ use scheduler::engine::{self, EngineKind, JobSpec, Pattern, Ring, TestFile};
 use scheduler::io_queue::{ClassHandle, IoGroup, IoQueue};
 use scheduler::Direction;
 
+/// The tests compare throughputs: run them one at a time, or on 2 cores they would measure
+/// each other.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 const KIB: u64 = 1024;
 const MIB: u64 = 1 << 20;
 const FILE: u64 = 64 * MIB;
@@ -130,6 +137,7 @@ fn queue(group: Arc<IoGroup>, f: &TestFile, slots: usize, slot_size: u64) -> IoQ
 
 #[test]
 fn shares_400_to_100_deliver_4_to_1() {
+    let _serial = serial();
     let dir = tempfile::tempdir_in(base_dir()).unwrap();
     let f = written_file(dir.path());
     // A model far slower than tmpfs, so the scheduler is the bottleneck: 200 MiB/s, 20k IOPS.
@@ -172,6 +180,7 @@ fn shares_400_to_100_deliver_4_to_1() {
 
 #[test]
 fn class_limited_to_100_mib_stays_under_115_percent() {
+    let _serial = serial();
     let dir = tempfile::tempdir_in(base_dir()).unwrap();
     let f = written_file(dir.path());
     let model = CostModel::unconfigured(&CostConfig::default());
@@ -199,6 +208,7 @@ fn class_limited_to_100_mib_stays_under_115_percent() {
 
 #[test]
 fn unconfigured_queue_costs_nothing_against_the_engine_alone() {
+    let _serial = serial();
     let dir = tempfile::tempdir_in(base_dir()).unwrap();
     let f = written_file(dir.path());
     let (size, depth, secs) = (128 * KIB, 16usize, Duration::from_millis(700));
@@ -254,6 +264,7 @@ fn unconfigured_queue_costs_nothing_against_the_engine_alone() {
 
 #[test]
 fn split_requests_reassemble() {
+    let _serial = serial();
     let dir = tempfile::tempdir_in(base_dir()).unwrap();
     let f = written_file(dir.path());
     // A slow model makes the maximum request length small, so 1 MiB requests get split.
@@ -279,6 +290,7 @@ fn split_requests_reassemble() {
 
 #[test]
 fn nowait_writes_that_would_block_are_retried_and_counted() {
+    let _serial = serial();
     if kind() != EngineKind::Uring {
         println!("skipped: RWF_NOWAIT needs io_uring");
         return;
@@ -329,4 +341,50 @@ fn nowait_writes_that_would_block_are_retried_and_counted() {
     if fs == "ext4" || fs == "xfs" {
         assert!(retries > 0, "{fs}: extending writes never returned EAGAIN");
     }
+}
+
+#[test]
+fn nowait_writes_on_a_filesystem_without_rwf_nowait_just_work() {
+    let _serial = serial();
+    if kind() != EngineKind::Uring || !std::path::Path::new("/dev/shm").is_dir() {
+        println!("skipped: needs io_uring and /dev/shm");
+        return;
+    }
+    // tmpfs answers RWF_NOWAIT writes with EOPNOTSUPP: the queue must write them plainly.
+    let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+    let f = TestFile::create_unlinked(dir.path(), MIB).unwrap();
+    let mut q = queue(
+        IoGroup::new(CostModel::unconfigured(&CostConfig::default()), false),
+        &f,
+        4,
+        64 * KIB,
+    );
+    q.set_nowait_writes(true);
+    let c = q.register_class("w", 100, None, None);
+    for i in 0..4u64 {
+        q.queue(
+            c,
+            Direction::Write,
+            0,
+            i * 64 * KIB,
+            64 * KIB,
+            i as usize,
+            i,
+        )
+        .unwrap();
+    }
+    let mut ok = 0;
+    while q.pending() > 0 {
+        q.poll(true, |c| {
+            assert_eq!(c.result, (64 * KIB) as i64, "write {} failed", c.user_data);
+            ok += 1;
+        })
+        .unwrap();
+    }
+    assert_eq!(ok, 4);
+    assert_eq!(
+        q.stats().aio_retries,
+        0,
+        "EOPNOTSUPP is not a would-block retry"
+    );
 }

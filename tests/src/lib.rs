@@ -157,3 +157,10 @@ impl Drop for XfsLoop {
         let _ = Command::new("losetup").args(["-d", &self.device]).status();
     }
 }
+
+/// Serialises the tests that compare throughputs: on a 2-core machine two of them running at
+/// once would measure each other. Hold the guard for the whole test.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}

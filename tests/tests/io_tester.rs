@@ -62,6 +62,7 @@ fn job<'a>(shards: &'a serde_json::Value, shard: usize, name: &str) -> &'a serde
 
 #[test]
 fn the_reference_job_file_runs_unchanged() {
+    let _serial = e2e::serial();
     let compat = compat_conf();
     let storage = disk_dir();
     let out = run(Command::new(bin("io-tester")).args([
@@ -124,6 +125,7 @@ fn the_reference_job_file_runs_unchanged() {
 
 #[test]
 fn every_job_type_and_option() {
+    let _serial = e2e::serial();
     let storage = disk_dir();
     let conf = r#"
 - name: seqread
@@ -226,10 +228,10 @@ fn every_job_type_and_option() {
     for (shard, name) in [(1, "vectored_reads"), (0, "vectored_writes")] {
         let v = job(&s, shard, name);
         assert!(v["IOPS"].as_f64().unwrap() > 0.0, "{name}");
-        assert_eq!(
-            v["throughput"].as_f64().unwrap() * 1024.0 / v["IOPS"].as_f64().unwrap(),
-            16384.0,
-            "{name}: whole 16 KiB requests"
+        let per_request = v["throughput"].as_f64().unwrap() * 1024.0 / v["IOPS"].as_f64().unwrap();
+        assert!(
+            (per_request - 16384.0).abs() < 1e-6,
+            "{name}: {per_request} bytes per request, not whole 16 KiB"
         );
     }
     assert!(
@@ -374,6 +376,7 @@ fn block_device_writes_need_the_flag() {
 /// through the scheduler reaches at least 97% of the engine alone on the same tmpfs file.
 #[test]
 fn unconfigured_scheduler_does_not_throttle_sequential_reads() {
+    let _serial = e2e::serial();
     use scheduler::engine::{self, Direction, EngineKind, JobSpec, Pattern, TestFile};
     let dir = shm_or_disk();
     let kind = if engine::probe_uring().is_ok() {
@@ -383,8 +386,8 @@ fn unconfigured_scheduler_does_not_throttle_sequential_reads() {
     };
     let size = 256u64 << 20;
     let f = TestFile::create_unlinked(dir.path(), size).unwrap();
-    engine::fill(kind, &f, 0, size, 1 << 20, 4).unwrap();
     let stop = std::sync::atomic::AtomicBool::new(false);
+    engine::fill(kind, &f, 0, size, 1 << 20, 4, &stop).unwrap();
     let conf = "- name: seq\n  shards: all\n  type: seqread\n  data_size: 256MB\n  shard_info: {parallelism: 16, reqsize: 128kB}\n";
     let (mut alone, mut through) = (Vec::new(), Vec::new());
     for round in 0..3 {
@@ -425,6 +428,7 @@ fn unconfigured_scheduler_does_not_throttle_sequential_reads() {
 
 #[test]
 fn shares_400_to_100_give_4_to_1() {
+    let _serial = e2e::serial();
     let dir = shm_or_disk();
     let conf = "- name: high\n  shards: all\n  type: randread\n  data_size: 64MB\n  shard_info: {parallelism: 16, reqsize: 64kB, shares: 400}\n\
                 - name: low\n  shards: all\n  type: randread\n  data_size: 64MB\n  shard_info: {parallelism: 16, reqsize: 64kB, shares: 100}\n";
@@ -503,4 +507,110 @@ fn ctrl_c_removes_every_file() {
         "left behind: {:?}",
         entries(storage.path())
     );
+}
+
+/// `class: <another job>` shares that job's class (whatever the order of the jobs): both jobs
+/// report, and the class's operations are both jobs' requests.
+#[test]
+fn a_job_naming_another_shares_its_class() {
+    let _serial = e2e::serial();
+    let dir = shm_or_disk();
+    let conf = "\
+- name: guest
+  shards: all
+  type: randread
+  data_size: 16MB
+  shard_info: {parallelism: 2, reqsize: 4kB, class: owner}
+- name: owner
+  shards: all
+  type: randread
+  data_size: 16MB
+  shard_info: {parallelism: 2, reqsize: 4kB, shares: 200}
+";
+    let s = io_tester(dir.path(), conf, &["--duration", "1", "--smp", "1"]);
+    let (guest, owner) = (job(&s, 0, "guest"), job(&s, 0, "owner"));
+    let requests = |j: &serde_json::Value| j["stats"]["total_requests"].as_u64().unwrap();
+    let (g, o) = (requests(guest), requests(owner));
+    assert!(g > 0 && o > 0, "guest {g}, owner {o} requests");
+    for j in [guest, owner] {
+        assert_eq!(
+            j["stats"]["io_queue_total_operations"].as_u64(),
+            Some(g + o),
+            "{}: the shared class completed both jobs' requests",
+            j["name"]
+        );
+    }
+    assert!(entries(dir.path()).is_empty());
+}
+
+/// io-properties that describe no disk holding the storage directory are an error, not a
+/// silently borrowed model of another disk.
+#[test]
+fn io_properties_must_cover_the_storage_directory() {
+    let storage = disk_dir();
+    let conf_dir = tempfile::tempdir().unwrap();
+    let conf = conf_dir.path().join("c.yaml");
+    std::fs::write(
+        &conf,
+        "- name: r\n  shards: all\n  type: randread\n  data_size: 4MB\n",
+    )
+    .unwrap();
+    let props = "disks:\n  - mountpoint: /nonexistent-mount\n    read_iops: 20000\n    read_bandwidth: 200M\n    write_iops: 20000\n    write_bandwidth: 200M\n";
+    let out = run(Command::new(bin("io-tester")).args([
+        "--storage",
+        storage.path().to_str().unwrap(),
+        "--conf",
+        conf.to_str().unwrap(),
+        "--duration",
+        "0.5",
+        "--smp",
+        "1",
+        "--io-properties",
+        props,
+    ]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    let dir = storage.path().canonicalize().unwrap();
+    for needle in [
+        dir.to_str().unwrap(),
+        "--io-properties",
+        "/nonexistent-mount",
+    ] {
+        assert!(err.contains(needle), "stderr lacks {needle:?}: {err}");
+    }
+    assert!(entries(storage.path()).is_empty());
+}
+
+/// A job that stops early (`limit`) reports its rates over its own active time, not over the
+/// run's duration.
+#[test]
+fn a_job_that_finished_early_reports_rates_over_its_active_time() {
+    let _serial = e2e::serial();
+    let dir = shm_or_disk();
+    let conf = "- name: few\n  shards: all\n  type: randread\n  data_size: 4MB\n  shard_info: {parallelism: 1, reqsize: 4kB, limit: 100}\n";
+    // Adaptive tracing (the default) may thin out (tmpfs answers FIEMAP quickly, but 100
+    // reads take only a millisecond or so); --trace-sample fixes the interval.
+    for (extra, sampled) in [(None, None), (Some("4"), Some(4))] {
+        let mut args = vec!["--duration", "2", "--smp", "1"];
+        if let Some(n) = extra {
+            args.extend(["--trace-sample", n]);
+        }
+        let s = io_tester(dir.path(), conf, &args);
+        let j = job(&s, 0, "few");
+        assert_eq!(j["stats"]["total_requests"], 100);
+        let iops = j["IOPS"].as_f64().unwrap();
+        assert!(iops >= 100.0 / 2.0, "{iops} IOPS");
+        // 100 reads from tmpfs take far less than the 2 s of the run.
+        assert!(
+            iops > 100.0,
+            "{iops} IOPS: divided by the run's duration, not the job's active time"
+        );
+        let every = j["alignment_sampled_every"].as_u64().unwrap();
+        assert!(every >= 1);
+        if let Some(n) = sampled {
+            assert_eq!(every, n);
+        }
+        assert_eq!(j["alignment"]["sampled"], every);
+        assert_eq!(j["alignment"]["requests_seen"], 100);
+    }
 }

@@ -136,6 +136,7 @@ fn check_full_run(eval: &Path, engine: &str) {
 
 #[test]
 fn full_run_on_the_work_disk_with_both_engines() {
+    let _serial = e2e::serial();
     let eval = disk_dir();
     for engine in ["uring", "threads"] {
         check_full_run(eval.path(), engine);
@@ -144,6 +145,7 @@ fn full_run_on_the_work_disk_with_both_engines() {
 
 #[test]
 fn full_run_on_tmpfs_without_a_block_device() {
+    let _serial = e2e::serial();
     if !Path::new("/dev/shm").is_dir() {
         println!("skipped: /dev/shm does not exist on this machine");
         return;
@@ -336,6 +338,7 @@ fn fs_check_and_options_file() {
 
 #[test]
 fn optional_probes_write_optional_keys() {
+    let _serial = e2e::serial();
     // tmpfs when available (fast), else the work disk.
     let eval = if Path::new("/dev/shm").is_dir() {
         tempfile::tempdir_in("/dev/shm").unwrap()

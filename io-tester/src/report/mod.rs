@@ -1,9 +1,11 @@
 //! What a run reports: per shard, per job, the reference io_tester's figures (throughput in
 //! KiB/s, IOPS, latency percentiles in µs, scheduler statistics) plus the alignment trace.
 //! One set of structs; YAML is written by hand in the reference's key order, JSON by serde.
+//!
+//! Throughput and IOPS are per second of the job's active time on its shard (see
+//! `run::shard`): a job that finished early (`limit`) is not diluted by the rest of the run.
 
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use scheduler::alignment::AlignmentReport;
@@ -34,7 +36,7 @@ pub struct JobReport {
     /// Job type.
     #[serde(rename = "type")]
     pub kind: JobKind,
-    /// KiB/s for I/O jobs; cpu steps per second for cpu jobs.
+    /// KiB/s for I/O jobs; cpu steps per second for cpu jobs (per second of active time).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub throughput: Option<f64>,
     /// Requests (or unlinks) per second.
@@ -46,6 +48,11 @@ pub struct JobReport {
     /// Scheduler statistics.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stats: Option<Stats>,
+    /// Alignment tracing looked at one request in this many by the end of the run: the
+    /// `--trace-sample` interval, or without it the adaptive one (1 unless extent-map refreshes
+    /// took over 1% of the run time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alignment_sampled_every: Option<u32>,
     /// Where the requests landed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alignment: Option<AlignmentReport>,
@@ -127,14 +134,11 @@ fn us(ns: u64) -> u64 {
 }
 
 impl JobReport {
-    /// Builds the report of one job from its run state and its class's statistics.
-    pub fn new(
-        r: &JobRun,
-        class: ClassStats,
-        queue_len: &Histogram<u64>,
-        elapsed: Duration,
-    ) -> JobReport {
-        let secs = elapsed.as_secs_f64();
+    /// Builds the report of one job from its run state and its class's statistics. Rates are
+    /// per second of the job's active time.
+    pub fn new(r: &JobRun, class: ClassStats, queue_len: &Histogram<u64>) -> JobReport {
+        // A job that completed nothing has rates of 0, not NaN.
+        let secs = r.stats.active.as_secs_f64().max(1e-9);
         let h = &r.stats.latency_ns;
         let lat_full = || Latencies {
             average: us(h.mean() as u64),
@@ -196,6 +200,18 @@ impl JobReport {
                 }),
             ),
         };
+        let sampled_every = r
+            .tracer
+            .as_ref()
+            .map(|t| t.params().sample_every.max(1).saturating_mul(r.trace.every));
+        let alignment = r.tracer.as_ref().map(|t| {
+            let mut a = t.report();
+            // The tracer saw only the completions handed to it: report the job's whole count
+            // and the interval in effect at the end.
+            a.requests_seen = r.trace.seen;
+            a.sampled = sampled_every.unwrap_or(1);
+            a
+        });
         JobReport {
             name: r.job.name.clone(),
             kind,
@@ -203,7 +219,8 @@ impl JobReport {
             iops,
             latencies,
             stats,
-            alignment: r.tracer.as_ref().map(|t| t.report()),
+            alignment_sampled_every: sampled_every,
+            alignment,
         }
     }
 }
@@ -304,6 +321,9 @@ pub fn to_yaml(shards: &[ShardReport]) -> String {
                 if let Some(v) = st.file_size_overflows {
                     let _ = writeln!(o, "      file_size_overflows: {v}");
                 }
+            }
+            if let Some(n) = j.alignment_sampled_every {
+                let _ = writeln!(o, "    alignment_sampled_every: {n}");
             }
             if let Some(a) = &j.alignment {
                 let _ = writeln!(o, "    alignment:");

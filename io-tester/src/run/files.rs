@@ -2,6 +2,7 @@
 //! removed afterwards unless `--keep-files true`.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
@@ -81,6 +82,7 @@ fn name(job: &Job, shard: u32) -> String {
 /// Creates and prepares the file for `job` on `shard`: read jobs get `size` bytes written
 /// (so reads never touch holes), overwrite jobs a sparse or fallocated file, append jobs an
 /// empty file, unlink jobs `files_count` files. `keep` names files so they stay after the run.
+/// Raising `stop` (Ctrl-C) ends the preparation early with [`super::Stopped`].
 #[allow(clippy::too_many_arguments)] // the run's settings a file needs; all plain values
 pub fn prepare(
     storage: &Storage,
@@ -91,6 +93,7 @@ pub fn prepare(
     keep: bool,
     kind: EngineKind,
     cleanup: &mut Cleanup,
+    stop: &AtomicBool,
 ) -> Result<JobFile> {
     let dsync = job.options.dsync;
     match storage {
@@ -133,14 +136,28 @@ pub fn prepare(
             if job.kind == JobKind::Unlink {
                 let count = job.files_count.unwrap_or(0);
                 let sub = base;
-                std::fs::create_dir(&sub)
-                    .with_context(|| format!("cannot create {}", sub.display()))?;
+                match std::fs::create_dir(&sub) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => bail!(
+                        "job '{}': the directory {} already exists, probably left by an earlier \
+                         run that crashed or was killed; remove it (rm -r {}) and run again",
+                        job.name,
+                        sub.display(),
+                        sub.display()
+                    ),
+                    Err(e) => {
+                        return Err(e).with_context(|| format!("cannot create {}", sub.display()))
+                    }
+                }
                 if !keep {
                     cleanup.add(sub.clone());
                 }
                 let each = size.checked_div(count).unwrap_or(0);
                 let mut files = Vec::with_capacity(count as usize);
                 for i in 0..count {
+                    if stop.load(Ordering::Relaxed) {
+                        return Err(super::Stopped.into());
+                    }
                     let p = sub.join(i.to_string());
                     let f = std::fs::File::create(&p)
                         .with_context(|| format!("cannot create {}", p.display()))?;
@@ -182,8 +199,13 @@ pub fn prepare(
                         size,
                         (1 << 20).min(size.max(4096)) as usize,
                         4,
+                        stop,
                     )
-                    .with_context(|| format!("cannot write the data job '{}' reads", job.name))?;
+                    .map_err(|e| match e {
+                        engine::EngineError::Interrupted => super::Stopped.into(),
+                        e => anyhow::Error::new(e)
+                            .context(format!("cannot write the data job '{}' reads", job.name)),
+                    })?;
                 }
                 _ if job.options.fallocate && initial > 0 => {
                     file.allocate(0, initial)

@@ -4,21 +4,32 @@
 pub mod files;
 pub mod shard;
 
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use scheduler::alignment::{AlignmentParams, AlignmentTracer};
-use scheduler::engine::{EngineKind, Ring};
+use scheduler::engine::{EngineKind, Ring, MAX_IN_FLIGHT};
 use scheduler::io_queue::{ClassHandle, GroupHandle, IoGroup, IoQueue};
 use scheduler::token_bucket::SharedTokenBucket;
 
 use crate::report::{JobReport, ShardReport};
 use crate::workload::job::{Job, JobKind};
-use crate::workload::{per_shard_data_size, SchedGroup};
+use crate::workload::{per_shard_data_size, ClassKey, JobClass, SchedGroup};
 use files::{Cleanup, Storage};
-use shard::{JobRun, JobStats};
+use shard::{JobRun, JobStats, TraceSampling};
+
+/// The run was stopped (Ctrl-C, or another shard failed) before it could finish; the error
+/// that caused it, if any, is reported instead.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped before the run could finish")]
+pub struct Stopped;
+
+/// Bandwidth buckets by class, shared by every shard.
+type Limits = HashMap<ClassKey, Arc<SharedTokenBucket>>;
 
 /// Everything a run needs, validated.
 pub struct Settings {
@@ -30,6 +41,8 @@ pub struct Settings {
     pub jobs: Vec<Job>,
     /// Scheduling groups from `--sched-groups`.
     pub groups: Vec<SchedGroup>,
+    /// Each job's class (`workload::resolve_job_classes`), in job order.
+    pub classes: Vec<JobClass>,
     /// Shards.
     pub smp: u32,
     /// I/O engine.
@@ -40,21 +53,23 @@ pub struct Settings {
     pub group: Arc<IoGroup>,
     /// How alignment is judged (block sizes, partition offset, md chunk).
     pub alignment: AlignmentParams,
+    /// Thin out alignment tracing when it gets costly (no `--trace-sample`); see
+    /// [`shard::TraceSampling`].
+    pub adaptive_tracing: bool,
 }
 
 /// Runs every shard and returns their reports in shard order.
 pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Vec<ShardReport>> {
     let n = settings.smp;
-    // Per-job bandwidth limits hold for the job as a whole: one bucket shared by its shards.
-    let limits: Vec<Option<Arc<SharedTokenBucket>>> = settings
-        .jobs
-        .iter()
-        .map(|j| {
-            j.shard_info
-                .bandwidth
-                .map(|b| settings.group.bandwidth_limit(b))
-        })
-        .collect();
+    // A class's bandwidth limit holds for the class as a whole: one bucket shared by its shards.
+    let mut limits = Limits::new();
+    for c in &settings.classes {
+        if let Some(b) = c.bandwidth {
+            limits
+                .entry(c.key)
+                .or_insert_with(|| settings.group.bandwidth_limit(b));
+        }
+    }
     let barrier = Barrier::new(n as usize);
     let results: Vec<Result<ShardReport>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..n)
@@ -83,13 +98,32 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Vec<ShardReport>> {
             })
             .collect()
     });
-    results.into_iter().collect()
+    // Report the error that stopped the run, not the shards it stopped.
+    let mut first_stopped = None;
+    let mut reports = Vec::with_capacity(results.len());
+    for r in results {
+        match r {
+            Ok(report) => reports.push(report),
+            Err(e) if is_stopped(&e) => {
+                first_stopped.get_or_insert(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    match first_stopped {
+        Some(e) => Err(e),
+        None => Ok(reports),
+    }
+}
+
+fn is_stopped(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<Stopped>().is_some()
 }
 
 fn run_shard(
     settings: &Settings,
     shard: u32,
-    limits: &[Option<Arc<SharedTokenBucket>>],
+    limits: &Limits,
     barrier: &Barrier,
     stop: &AtomicBool,
 ) -> Result<ShardReport> {
@@ -102,14 +136,35 @@ fn run_shard(
             crate::workload::job::Shards::List(ids) => ids.contains(&shard),
         })
         .collect();
+    // Declared first, dropped last: named files and directories go after everything else.
     let mut cleanup = Cleanup::default();
-    let prepared = prepare_shard(settings, shard, &mine, &mut cleanup);
-    // Every shard reaches the barrier, even after an error, so none waits forever.
-    barrier.wait();
-    let (files, slots, slot_size) = prepared?;
-    if stop.load(Ordering::Relaxed) {
-        bail!("stopped before the run started");
+    // A panic while preparing is an error like any other: every shard must reach the barrier,
+    // or the others would wait there forever.
+    let prepared = catch_unwind(AssertUnwindSafe(|| {
+        prepare_shard(settings, shard, &mine, &mut cleanup, stop)
+    }))
+    .unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown cause".into());
+        Err(anyhow!(
+            "shard {shard}: preparing the files panicked: {what}"
+        ))
+    });
+    if prepared.is_err() {
+        // The other shards must not start the run.
+        stop.store(true, Ordering::Relaxed);
     }
+    barrier.wait();
+    let (mut files, slots, slot_size) = prepared?;
+    if stop.load(Ordering::Relaxed) {
+        return Err(Stopped.into());
+    }
+    // Declared before the queue so that they drop after it on every path, errors included:
+    // dropping the queue drains the requests in flight, which still use these files' fds.
+    let mut runs: Vec<JobRun> = Vec::with_capacity(mine.len());
     let fds: Vec<_> = files.iter().map(|f| f.file.fd()).collect();
     let ring = Ring::new(
         settings.kind,
@@ -121,8 +176,6 @@ fn run_shard(
     let mut queue = IoQueue::new(settings.group.clone(), ring);
     queue.set_nowait_writes(settings.kind == EngineKind::Uring);
     let classes = register_classes(&mut queue, settings, &mine, limits);
-    let mut runs: Vec<JobRun> = Vec::with_capacity(mine.len());
-    let mut files = files;
     for (i, (ji, job)) in mine.iter().enumerate() {
         let f = &mut files[i];
         runs.push(JobRun {
@@ -142,6 +195,7 @@ fn run_shard(
                 None
             },
             handle: f.file.clone(),
+            trace: TraceSampling::new(settings.adaptive_tracing),
         });
     }
     let seed = scheduler::engine::rng::seed_for(shard as usize);
@@ -150,13 +204,23 @@ fn run_shard(
     let cpu_seconds = scheduler::engine::thread_cpu_time()
         .saturating_sub(cpu0)
         .as_secs_f64();
-    let elapsed = settings.duration;
+    for r in &runs {
+        if r.trace.every > 1 {
+            eprintln!(
+                "NOTE: shard {shard}, job '{}': extent-map refreshes took over 1% of the run, so \
+                 alignment tracing was thinned out to one request in {} \
+                 (alignment_sampled_every); --trace-sample N sets a fixed interval",
+                r.job.name, r.trace.every
+            );
+        }
+    }
     let jobs = runs
         .iter()
-        .map(|r| JobReport::new(r, queue.class_stats(r.class), &queue_len, elapsed))
+        .map(|r| JobReport::new(r, queue.class_stats(r.class), &queue_len))
         .collect();
     let aio_retries = queue.stats().aio_retries;
-    // The queue (and its ring) drains before the files close; named files go last.
+    // The queue (and its ring) drains before the files close (also on the error paths above,
+    // by declaration order); named files go last.
     drop(queue);
     drop(runs);
     drop(files);
@@ -176,6 +240,7 @@ fn prepare_shard(
     shard: u32,
     mine: &[(usize, &Job)],
     cleanup: &mut Cleanup,
+    stop: &AtomicBool,
 ) -> Result<Prepared> {
     let mut out = Vec::with_capacity(mine.len());
     let mut slots = 0usize;
@@ -191,8 +256,15 @@ fn prepare_shard(
             settings.keep_files,
             settings.kind,
             cleanup,
+            stop,
         )
-        .with_context(|| format!("shard {shard}: preparing job '{}'", job.name))?;
+        .map_err(|e| {
+            if is_stopped(&e) {
+                e
+            } else {
+                e.context(format!("shard {shard}: preparing job '{}'", job.name))
+            }
+        })?;
         if job.kind.issues_requests() {
             if f.size < job.shard_info.reqsize && job.kind != JobKind::Append {
                 bail!("job '{}': its file on shard {shard} ({} bytes) is smaller than one request ({} bytes); raise data_size", job.name, f.size, job.shard_info.reqsize);
@@ -202,21 +274,44 @@ fn prepare_shard(
         }
         out.push(f);
     }
+    if slots > MAX_IN_FLIGHT {
+        let jobs: Vec<String> = mine
+            .iter()
+            .filter(|(_, j)| j.kind.issues_requests())
+            .map(|(_, j)| {
+                format!(
+                    "'{}' {}",
+                    j.name,
+                    j.shard_info.parallelism * j.shard_info.batch.max(1)
+                )
+            })
+            .collect();
+        bail!(
+            "shard {shard}: its jobs keep up to {slots} requests in flight ({}: parallelism x batch), \
+             more than the {MAX_IN_FLIGHT} one shard's ring holds; lower parallelism, or spread \
+             the jobs over shards",
+            jobs.join(", ")
+        );
+    }
     Ok((out, slots, slot_size))
 }
 
-/// Scheduling groups become class groups (when something nests under them) or classes; a
-/// job without `class` gets a class of its own with its `shares`.
+/// Registers this shard's classes. Scheduling groups become class groups (when something
+/// nests under them) or classes; every job then gets the class `settings.classes` gives it:
+/// a group's class, or one owned by a job (its own, or the job it names with `class`; registered
+/// here even when that job does not run on this shard), nested in a group when the job named
+/// a group with subgroups. Bandwidth limits go to the class they limit.
 fn register_classes(
     queue: &mut IoQueue,
     settings: &Settings,
     mine: &[(usize, &Job)],
-    limits: &[Option<Arc<SharedTokenBucket>>],
+    limits: &Limits,
 ) -> Vec<Option<ClassHandle>> {
     let groups = &settings.groups;
     let is_parent = |name: &str| groups.iter().any(|g| g.parent.as_deref() == Some(name));
-    let mut group_handles: Vec<(String, GroupHandle)> = Vec::new();
-    let mut class_handles: Vec<(String, ClassHandle)> = Vec::new();
+    let index = |name: &str| groups.iter().position(|g| g.name == name);
+    let mut group_handles: Vec<Option<GroupHandle>> = vec![None; groups.len()];
+    let mut group_classes: Vec<Option<ClassHandle>> = vec![None; groups.len()];
     // Parents before children: repeat until every group is placed (validated acyclic).
     let mut placed = vec![false; groups.len()];
     while placed.iter().any(|p| !p) {
@@ -225,20 +320,18 @@ fn register_classes(
             if placed[i] {
                 continue;
             }
-            let parent = match &g.parent {
+            let parent = match g.parent.as_deref().and_then(index) {
                 None => None,
-                Some(p) => match group_handles.iter().find(|(n, _)| n == p) {
-                    Some((_, h)) => Some(*h),
+                Some(p) => match group_handles[p] {
+                    Some(h) => Some(h),
                     None => continue,
                 },
             };
             if is_parent(&g.name) {
-                group_handles.push((g.name.clone(), queue.register_group(g.shares, parent, None)));
+                group_handles[i] = Some(queue.register_group(g.shares, parent, None));
             } else {
-                class_handles.push((
-                    g.name.clone(),
-                    queue.register_class(&g.name, g.shares, parent, None),
-                ));
+                let limit = limits.get(&ClassKey::Group(i)).cloned();
+                group_classes[i] = Some(queue.register_class(&g.name, g.shares, parent, limit));
             }
             placed[i] = true;
             progress = true;
@@ -247,24 +340,22 @@ fn register_classes(
             break;
         }
     }
+    let mut owned: HashMap<usize, ClassHandle> = HashMap::new();
     let mut out: Vec<Option<ClassHandle>> = vec![None; settings.jobs.len()];
-    for (ji, job) in mine {
-        out[*ji] = Some(
-            match job
-                .shard_info
-                .class
-                .as_deref()
-                .and_then(|c| class_handles.iter().find(|(n, _)| n == c))
-            {
-                Some((_, h)) => *h,
-                None => queue.register_class(
-                    &job.name,
-                    job.shard_info.shares,
-                    None,
-                    limits[*ji].clone(),
-                ),
-            },
-        );
+    for (ji, _) in mine {
+        let key = settings.classes[*ji].key;
+        out[*ji] = match key {
+            ClassKey::Group(gi) => group_classes[gi],
+            ClassKey::Job { job, parent } => Some(*owned.entry(job).or_insert_with(|| {
+                let owner = &settings.jobs[job];
+                queue.register_class(
+                    &owner.name,
+                    owner.shard_info.shares,
+                    parent.and_then(|p| group_handles[p]),
+                    limits.get(&key).cloned(),
+                )
+            })),
+        };
     }
     out
 }

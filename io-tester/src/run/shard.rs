@@ -4,6 +4,12 @@
 //! A fiber is a small state machine: idle until `next_at`, then it issues `batch` requests
 //! (or runs a cpu step, or unlinks a file), waits for them, and schedules its next step
 //! (immediately in a closed loop, after `think_time`, or at the next `rps` tick).
+//!
+//! Rates are per second of the job's *active time* ([`JobStats::active`]), not of the nominal
+//! duration: a job whose fibers all finished early (`limit`, an unlink job out of files) is
+//! active from the run's start to its last completion; any other job until the shard stopped
+//! issuing (the end of the run, or Ctrl-C), or until its last completion if requests still in
+//! flight then completed later (they count, and so does the time they took).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use hdrhistogram::Histogram;
-use scheduler::alignment::AlignmentTracer;
+use scheduler::alignment::{AlignmentCounts, AlignmentTracer};
 use scheduler::engine::rng::Rng;
-use scheduler::engine::{fiemap, TestFile};
+use scheduler::engine::{self, fiemap, TestFile};
 use scheduler::io_queue::{ClassHandle, IoQueue, IoRequest};
 use scheduler::Direction;
 
@@ -46,6 +52,91 @@ pub struct JobRun {
     pub tracer: Option<AlignmentTracer>,
     /// The job's file (for growth and extent maps).
     pub handle: Arc<TestFile>,
+    /// Which completions go to the tracer.
+    pub trace: TraceSampling,
+}
+
+/// Which of a job's completions are handed to its alignment tracer: one in `every` (on top of
+/// the tracer's own `--trace-sample` interval).
+///
+/// Without `--trace-sample`, tracing is adaptive: `every` starts at 1 (every request), and
+/// after each extent-map refresh, if the refreshes so far took more than 1% of the time since
+/// the run started, `every` is multiplied by how far the latest refresh overshot 1% of the time
+/// since the one before (at least doubled): refreshes then come rarely enough to cost about 1%.
+/// `every` is never lowered again. With `--trace-sample N` it stays 1 and the tracer samples
+/// one request in N.
+#[derive(Debug)]
+pub struct TraceSampling {
+    /// Whether `every` may be raised.
+    pub adaptive: bool,
+    /// One completion in this many is handed to the tracer.
+    pub every: u32,
+    countdown: u32,
+    /// Completions seen, handed over or not.
+    pub seen: u64,
+    /// The tracer's refresh count, refresh time (ns) and the run time when last checked.
+    refreshes_checked: u64,
+    refresh_ns_checked: u64,
+    checked_at: Duration,
+}
+
+/// Largest adaptive interval.
+const MAX_TRACE_EVERY: u32 = 1 << 20;
+
+/// Refreshes may take this fraction of the run time before tracing is thinned out.
+const TRACE_BUDGET: f64 = 0.01;
+
+impl TraceSampling {
+    /// Every completion to the tracer; raised later when `adaptive`.
+    pub fn new(adaptive: bool) -> TraceSampling {
+        TraceSampling {
+            adaptive,
+            every: 1,
+            countdown: 1,
+            seen: 0,
+            refreshes_checked: 0,
+            refresh_ns_checked: 0,
+            checked_at: Duration::ZERO,
+        }
+    }
+
+    /// Counts a completion; whether it goes to the tracer.
+    #[inline]
+    fn take(&mut self) -> bool {
+        self.seen += 1;
+        self.countdown -= 1;
+        if self.countdown == 0 {
+            self.countdown = self.every;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// After the tracer recorded a request, `elapsed` into the run: when it refreshed its map
+    /// since the last check and its refreshes took more than the budget of `elapsed` in all,
+    /// raises `every` (see the type's docs).
+    #[inline]
+    fn after_record(&mut self, counts: &AlignmentCounts, elapsed: Duration) {
+        // A failed refresh disables mapping (no FIEMAP, e.g. tmpfs): nothing more to save.
+        if !self.adaptive
+            || counts.refreshes == self.refreshes_checked
+            || counts.mapping_error.is_some()
+        {
+            return;
+        }
+        let spent = counts.refresh_nanos.saturating_sub(self.refresh_ns_checked) as f64;
+        let window = elapsed.saturating_sub(self.checked_at).as_nanos() as f64;
+        self.refreshes_checked = counts.refreshes;
+        self.refresh_ns_checked = counts.refresh_nanos;
+        self.checked_at = elapsed;
+        if counts.refresh_nanos as f64 > elapsed.as_nanos() as f64 * TRACE_BUDGET {
+            let factor = (spent / (window * TRACE_BUDGET).max(1.0))
+                .ceil()
+                .clamp(2.0, f64::from(MAX_TRACE_EVERY)) as u32;
+            self.every = self.every.saturating_mul(factor).min(MAX_TRACE_EVERY);
+        }
+    }
 }
 
 /// What one job measured on one shard.
@@ -58,16 +149,30 @@ pub struct JobStats {
     pub bytes: u64,
     /// Times an append file had to grow beyond its allocated size.
     pub file_size_overflows: u64,
+    /// When the last request (or step) completed.
+    pub last_completion: Option<Instant>,
+    /// The job's active time, which its rates are divided by (see the module docs); set when
+    /// the shard's run ends.
+    pub active: Duration,
 }
 
 impl Default for JobStats {
     fn default() -> Self {
         JobStats {
-            latency_ns: Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("static bounds"),
+            latency_ns: engine::latency_histogram(),
             requests: 0,
             bytes: 0,
             file_size_overflows: 0,
+            last_completion: None,
+            active: Duration::ZERO,
         }
+    }
+}
+
+impl JobStats {
+    fn completed(&mut self, at: Instant) {
+        self.requests += 1;
+        self.last_completion = Some(self.last_completion.map_or(at, |t| t.max(at)));
     }
 }
 
@@ -88,8 +193,9 @@ struct SlotInfo {
     offset: u64,
 }
 
-/// Runs the shard until `duration` has passed (or `stop` is raised), then drains.
-/// Returns the disk queue length samples (every 200 ms).
+/// Runs the shard until `duration` has passed (or `stop` is raised, or every fiber finished
+/// early), then drains. Sets each job's [`JobStats::active`]. Returns the disk queue length
+/// samples (every 200 ms).
 pub fn run(
     queue: &mut IoQueue,
     jobs: &mut [JobRun],
@@ -133,19 +239,41 @@ pub fn run(
     let mut next_sample = start + Duration::from_millis(200);
     let mut sequence = 0u64;
     let mut error: Option<anyhow::Error> = None;
+    // When the shard stopped issuing (the end of the run, Ctrl-C, an error, or every fiber
+    // finished).
+    let mut stopped_at: Option<Instant> = None;
 
     loop {
         let now = Instant::now();
         let stopping = now >= end || stop.load(Ordering::Relaxed) || error.is_some();
+        if stopping && stopped_at.is_none() {
+            stopped_at = Some(now.min(end));
+        }
+        // One pass: start the fibers that are due, and find the next timer (and how to sleep
+        // until it) among the idle ones.
+        let mut live = false;
+        let mut next: Option<(Instant, SleepType)> = None;
         if !stopping {
             for fi in 0..fibers.len() {
                 let f = &fibers[fi];
-                if f.done || f.in_flight > 0 || f.next_at > now {
+                if f.done {
                     continue;
                 }
-                if let Err(e) = step(queue, jobs, &mut fibers, &mut slots, fi, now, &mut sequence) {
-                    error = Some(e);
-                    break;
+                if f.in_flight == 0 && f.next_at <= now {
+                    if let Err(e) =
+                        step(queue, jobs, &mut fibers, &mut slots, fi, now, &mut sequence)
+                    {
+                        error = Some(e);
+                        break;
+                    }
+                }
+                let f = &fibers[fi];
+                if f.done {
+                    continue;
+                }
+                live = true;
+                if f.in_flight == 0 && next.is_none_or(|(t, _)| f.next_at < t) {
+                    next = Some((f.next_at, jobs[f.job].job.options.sleep_type));
                 }
             }
         }
@@ -154,20 +282,16 @@ pub fn run(
             next_sample += Duration::from_millis(200);
         }
         let pending = queue.pending();
-        if stopping && pending == 0 {
+        if pending == 0 && (stopping || !live) {
+            // Every fiber finished early: no need to wait for the end of the run.
+            stopped_at.get_or_insert(now);
             break;
         }
         // Wait for a completion, or until the next fiber is due.
         let next_timer = if stopping {
             None
         } else {
-            fibers
-                .iter()
-                .filter(|f| !f.done && f.in_flight == 0)
-                .map(|f| f.next_at)
-                .min()
-                .map(|t| t.min(end))
-                .or(Some(end))
+            Some(next.map_or(end, |(t, _)| t.min(end)))
         };
         if pending > 0 {
             let timeout = next_timer.map_or(Duration::from_millis(100), |t| {
@@ -196,30 +320,30 @@ pub fn run(
                         .saturating_duration_since(c.queued_at)
                         .as_nanos() as u64;
                     j.stats.latency_ns.saturating_record(lat.max(1));
-                    j.stats.requests += 1;
+                    j.stats.completed(c.completed_at);
                     j.stats.bytes += c.result as u64;
                     if let Some(t) = j.tracer.as_mut() {
-                        // Placement is known once the request completed; unplaced requests are
-                        // parked and mapped with one FIEMAP of their range.
-                        let fd = j.handle.fd();
-                        t.record_with(s.offset, c.result as u64, |start, len| {
-                            fiemap::extents_in(fd, start, len, false)
-                        });
+                        if j.trace.take() {
+                            // Placement is known once the request completed; unplaced requests
+                            // are parked and mapped with one FIEMAP of their range.
+                            let fd = j.handle.fd();
+                            t.record_with(s.offset, c.result as u64, |start, len| {
+                                fiemap::extents_in(fd, start, len, false)
+                            });
+                            j.trace.after_record(
+                                t.counts(),
+                                c.completed_at.saturating_duration_since(start),
+                            );
+                        }
                     }
                 }
                 fiber.in_flight -= 1;
                 if fiber.in_flight == 0 {
-                    schedule_next(fiber, &j.job, start, c.completed_at);
+                    schedule_next(fiber, j, start, c.completed_at);
                 }
             }
         } else if let Some(t) = next_timer {
-            let sleep_type = fibers
-                .iter()
-                .filter(|f| !f.done && f.in_flight == 0)
-                .min_by_key(|f| f.next_at)
-                .map(|f| jobs[f.job].job.options.sleep_type)
-                .unwrap_or(SleepType::Steady);
-            sleep_until(t, sleep_type);
+            sleep_until(t, next.map_or(SleepType::Steady, |(_, how)| how));
         } else {
             break;
         }
@@ -230,10 +354,34 @@ pub fn run(
             t.flush(|start, len| fiemap::extents_in(fd, start, len, false));
         }
     }
+    // Active time per job (see the module docs).
+    let stopped_at = stopped_at.unwrap_or_else(Instant::now);
+    let mut finished = vec![true; jobs.len()];
+    for f in &fibers {
+        if !(f.done || exhausted(f, &jobs[f.job])) {
+            finished[f.job] = false;
+        }
+    }
+    for (j, finished) in jobs.iter_mut().zip(finished) {
+        let until = match j.stats.last_completion {
+            Some(last) if finished => last,
+            Some(last) => last.max(stopped_at),
+            None => stopped_at,
+        };
+        j.stats.active = until.saturating_duration_since(start);
+    }
     if let Some(e) = error {
         return Err(e);
     }
     Ok(queue_len)
+}
+
+/// Whether fiber `f` of job `j` has nothing left to do: its `limit` is reached, or (unlink)
+/// the job's files are all gone.
+fn exhausted(f: &Fiber, j: &JobRun) -> bool {
+    f.in_flight == 0
+        && (j.job.shard_info.limit.is_some_and(|l| f.issued >= l)
+            || (j.job.kind == JobKind::Unlink && j.next_unlink >= j.unlink_files.len()))
 }
 
 /// Starts fiber `fi`'s next step at `now`.
@@ -262,12 +410,12 @@ fn step(
                 std::hint::spin_loop();
             }
             let t = Instant::now();
-            j.stats.requests += 1;
+            j.stats.completed(t);
             j.stats
                 .latency_ns
                 .saturating_record(t.saturating_duration_since(now).as_nanos().max(1) as u64);
             f.issued += 1;
-            schedule_next(f, &j.job, now, t);
+            schedule_next(f, j, now, t);
         }
         JobKind::Unlink => {
             let Some(path) = j.unlink_files.get(j.next_unlink) else {
@@ -284,12 +432,12 @@ fn step(
                 )
             })?;
             let t = Instant::now();
-            j.stats.requests += 1;
+            j.stats.completed(t);
             j.stats
                 .latency_ns
                 .saturating_record(t.saturating_duration_since(t0).as_nanos().max(1) as u64);
             f.issued += 1;
-            schedule_next(f, &j.job, now, t);
+            schedule_next(f, j, now, t);
         }
         kind => {
             let size = info.reqsize;
@@ -337,7 +485,8 @@ fn step(
                 let slot = f.first_slot + b;
                 if direction == Direction::Write {
                     *sequence += 1;
-                    queue.ring().stamp(slot, *sequence, offset);
+                    // SAFETY: the fiber's slots are idle: its previous batch completed.
+                    unsafe { queue.ring().stamp(slot, *sequence, offset) };
                 }
                 slots[slot] = SlotInfo { fiber: fi, offset };
                 let iovecs = if info.vectorized {
@@ -367,8 +516,14 @@ fn step(
     Ok(())
 }
 
-/// After a step completes at `now`: closed loop (at once), think time, or the next rps tick.
-fn schedule_next(f: &mut Fiber, job: &Job, run_start: Instant, now: Instant) {
+/// After a step completes at `now`: done (nothing left), closed loop (at once), think time, or
+/// the next rps tick.
+fn schedule_next(f: &mut Fiber, j: &JobRun, run_start: Instant, now: Instant) {
+    if exhausted(f, j) {
+        f.done = true;
+        return;
+    }
+    let job = &j.job;
     let info = &job.shard_info;
     if let Some(rps) = info.rps {
         let mean = Duration::from_secs_f64(1.0 / rps as f64);
@@ -405,5 +560,40 @@ fn sleep_until(t: Instant, how: SleepType) {
         // The coarse clock ticks in milliseconds: round the wait up to one.
         SleepType::Lowres => std::thread::sleep((t - now).max(Duration::from_millis(1))),
         SleepType::Steady => std::thread::sleep(t - now),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracing_thins_out_only_when_refreshes_cost_over_one_percent() {
+        let counts = |refreshes, ms: u64| AlignmentCounts {
+            refreshes,
+            refresh_nanos: ms * 1_000_000,
+            ..AlignmentCounts::default()
+        };
+        let ms = Duration::from_millis;
+        let mut t = TraceSampling::new(true);
+        t.after_record(&counts(1, 1), ms(200)); // 0.5% of the run
+        assert_eq!(t.every, 1);
+        t.after_record(&counts(2, 3), ms(300)); // 1% overall; 2 ms of 100 ms lately: x2
+        assert_eq!(t.every, 1);
+        t.after_record(&counts(3, 9), ms(400)); // 2.25% overall; 6 ms of 100 ms: x6
+        assert_eq!(t.every, 6);
+        t.after_record(&counts(3, 9), ms(500)); // no new refresh
+        assert_eq!(t.every, 6);
+        t.after_record(&counts(4, 10), ms(600)); // 1.7% overall; 1 ms of 200 ms: at least x2
+        assert_eq!(t.every, 12);
+        t.countdown = 1;
+        let taken: Vec<bool> = (0..13).map(|_| t.take()).collect();
+        assert_eq!(taken.iter().filter(|&&x| x).count(), 2);
+        assert!(taken[0] && taken[12]);
+        assert_eq!(t.seen, 13);
+
+        let mut fixed = TraceSampling::new(false);
+        fixed.after_record(&counts(1, 1000), ms(200));
+        assert_eq!(fixed.every, 1);
     }
 }

@@ -48,8 +48,9 @@ pub const DATA_SIZE_ROUNDING: u64 = 1 << 20;
 /// Per-shard file size when `data_size` is absent: 1 GiB (append jobs start empty instead).
 pub const DEFAULT_DATA_SIZE_PER_SHARD: u64 = 1 << 30;
 
-/// Most buffers a vectorized request may use (the kernel's `IOV_MAX`).
-pub const MAX_IOV_COUNT: u32 = 1024;
+/// Most buffers a vectorized request may use: what the engine's ring gives a slot
+/// ([`scheduler::engine::MAX_IOVECS`]).
+pub const MAX_IOV_COUNT: u32 = scheduler::engine::MAX_IOVECS as u32;
 
 /// Keys allowed at the top of a job. `extent_allocation_size_hint` is also accepted here (the
 /// reference reads it at this level) as well as under `options`.
@@ -202,11 +203,13 @@ pub struct ShardInfo {
     /// `reqsize`: bytes per request. Default 4096; a non-zero multiple of 512. Only for jobs
     /// that issue requests.
     pub reqsize: u64,
-    /// `shares`: scheduling shares of the job's own class. Default 10; at least 1. Not together
-    /// with `class`.
+    /// `shares`: scheduling shares of the job's own class. Default 10; at least 1. Together
+    /// with `class` only when the class names a `--sched-groups` group that has subgroups
+    /// (the job then gets a class of its own nested in that group; see `resolve_job_classes`).
     pub shares: u32,
     /// `class`: run in this class instead of one of the job's own: a group of the
-    /// `--sched-groups` file, or a job without `class` (see `check_job_classes`). Default none.
+    /// `--sched-groups` file, or another job, whose class this job shares (see
+    /// `resolve_job_classes`). Default none.
     pub class: Option<String>,
     /// `rps`: requests per second per fiber (open loop). Default none: closed loop, each fiber
     /// issues its next request when the previous one completes. At least 1.
@@ -215,7 +218,9 @@ pub struct ShardInfo {
     pub batch: u32,
     /// `limit`: stop after this many requests. Default none (run for the whole duration).
     pub limit: Option<u64>,
-    /// `bandwidth`: bandwidth limit of the job's class, bytes per second. Default none.
+    /// `bandwidth`: bandwidth limit of the job's class (the one it shares with `class`, if
+    /// any), bytes per second, for all the class's shards together. Default none. Jobs sharing
+    /// a class may not give different limits.
     pub bandwidth: Option<u64>,
     /// `think_time`: pause after each request. Default 0.
     #[serde(rename = "think_time_ns", serialize_with = "nanos")]
@@ -230,8 +235,23 @@ pub struct ShardInfo {
     /// `vectorized`: submit each request as a readv/writev. Default false.
     pub vectorized: bool,
     /// `iov_count`: buffers per vectorized request, each `reqsize / iov_count` bytes (a
-    /// multiple of 512). Default 1; 1 to 1024; needs `vectorized: true`.
+    /// multiple of 512). Default 1; 1 to [`MAX_IOV_COUNT`] (64); needs `vectorized: true`.
     pub iov_count: u32,
+    /// Lines of some keys, for errors found after parsing (class resolution). Not serialized.
+    #[serde(skip)]
+    pub key_lines: KeyLines,
+}
+
+/// 1-based lines of the `shard_info` keys that are checked against other jobs and the
+/// scheduling groups after parsing; `None` when the key is absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyLines {
+    /// `shard_info.shares`.
+    pub shares: Option<usize>,
+    /// `shard_info.class`.
+    pub class: Option<usize>,
+    /// `shard_info.bandwidth`.
+    pub bandwidth: Option<usize>,
 }
 
 impl Default for ShardInfo {
@@ -250,6 +270,7 @@ impl Default for ShardInfo {
             execution_time: Duration::from_millis(1),
             vectorized: false,
             iov_count: 1,
+            key_lines: KeyLines::default(),
         }
     }
 }
@@ -572,22 +593,16 @@ fn read_shard_info(entry: &Entry<'_>, kind: JobKind, map: &Mapping) -> Result<Sh
     if let Some(n) = get(entry, map, S, "shares", u32_value)? {
         at_least_one(entry, &at("shares"), n.into(), "scheduling shares")?;
         si.shares = n;
+        si.key_lines.shares = Some(entry.key_line(&at("shares")));
     }
+    // `class` with `shares` is checked against the scheduling groups later
+    // (`resolve_job_classes`): it is valid only for a group that has subgroups.
     if let Some(class) = get(entry, map, S, "class", text_value)? {
-        if map.contains_key("shares") {
-            return Err(entry.err(
-                &at("class"),
-                format!(
-                    "cannot be combined with `shares` (line {}): a job either gets its own class \
-                     with `shares`, or runs in the existing class named by `class`",
-                    entry.key_line(&at("shares"))
-                ),
-            ));
-        }
         if class.is_empty() {
-            return Err(entry.err(&at("class"), "must name a scheduling group"));
+            return Err(entry.err(&at("class"), "must name a scheduling group or another job"));
         }
         si.class = Some(class);
+        si.key_lines.class = Some(entry.key_line(&at("class")));
     }
     if let Some(n) = get(entry, map, S, "rps", u64_value)? {
         at_least_one(entry, &at("rps"), n, "requests per second per fiber")?;
@@ -607,6 +622,7 @@ fn read_shard_info(entry: &Entry<'_>, kind: JobKind, map: &Mapping) -> Result<Sh
     if let Some(n) = get(entry, map, S, "bandwidth", size_value)? {
         at_least_one(entry, &at("bandwidth"), n, "bytes per second")?;
         si.bandwidth = Some(n);
+        si.key_lines.bandwidth = Some(entry.key_line(&at("bandwidth")));
     }
     if let Some(d) = get(entry, map, S, "think_time", duration_value)? {
         si.think_time = d;
@@ -1312,17 +1328,34 @@ mod tests {
     }
 
     #[test]
-    fn class_and_shares_together() {
-        let err = fails(
-            "- name: c\n  type: randread\n  shards: all\n  shard_info:\n    shares: 10\n    class: bg\n",
-            "job 'c' (line 1)",
-            "shard_info.class",
-            6,
-            "cannot be combined with `shares` (line 5)",
+    fn class_and_shares_together_parse_and_keep_their_lines() {
+        // Whether `shares` fits the class is decided against the scheduling groups later.
+        let j = one(
+            "- name: c\n  type: randread\n  shards: all\n  shard_info:\n    shares: 10\n    class: bg\n    bandwidth: 1MB\n",
         );
-        assert!(
-            err.to_string().contains("key 'shard_info.class' (line 6)"),
-            "{err}"
+        assert_eq!(j.shard_info.class.as_deref(), Some("bg"));
+        assert_eq!(
+            j.shard_info.key_lines,
+            KeyLines {
+                shares: Some(5),
+                class: Some(6),
+                bandwidth: Some(7)
+            }
+        );
+    }
+
+    #[test]
+    fn iov_count_is_bounded_by_the_ring() {
+        let job = |body: &str| {
+            format!("- name: n\n  type: randread\n  shards: all\n  shard_info:\n    reqsize: 1MB\n    vectorized: true\n{body}")
+        };
+        assert_eq!(one(&job("    iov_count: 64\n")).shard_info.iov_count, 64);
+        fails(
+            &job("    iov_count: 128\n"),
+            "job 'n' (line 1)",
+            "shard_info.iov_count",
+            7,
+            "must be between 1 and 64, got 128",
         );
     }
 

@@ -28,7 +28,9 @@ use std::process::ExitCode;
 // The entry points; the types they return live in `job` and `sched_groups`
 // (`workload::job::JobKind`, ...), sizes and durations in `units`.
 pub use job::{parse_jobs, per_shard_data_size, Job};
-pub use sched_groups::{check_job_classes, parse_sched_groups, SchedGroup};
+pub use sched_groups::{
+    check_job_classes, parse_sched_groups, resolve_job_classes, ClassKey, JobClass, SchedGroup,
+};
 
 /// Why a job file or a scheduling-group file was rejected.
 ///

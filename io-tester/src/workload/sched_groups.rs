@@ -1,4 +1,5 @@
-//! Scheduling groups (`--sched-groups FILE`) and the jobs' `class` references to them.
+//! Scheduling groups (`--sched-groups FILE`), and which class each job runs in: its own, a
+//! group's, or another job's (`shard_info.class`, see [`resolve_job_classes`]).
 //!
 //! ```yaml
 //! - name: background
@@ -139,43 +140,232 @@ pub fn parse_sched_groups(text: &str, source: &str) -> Result<Vec<SchedGroup>, J
     Ok(groups)
 }
 
-/// Checks that every job's `shard_info.class` names an existing class: a group of the
-/// `--sched-groups` file (when given), or another job without `class` (the reference gives
-/// each such job a class named after it, which other jobs may share). Errors point at the job's
-/// line. `source` names the job file.
+/// The class a job runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClassKey {
+    /// The class of a `--sched-groups` group without subgroups (index into the groups).
+    Group(usize),
+    /// A class of the job `job` (index into the jobs), named after it, with its `shares`:
+    /// at the top level, or nested in the group `parent` (one that has subgroups).
+    Job {
+        /// The owning job.
+        job: usize,
+        /// The group (index) it nests in.
+        parent: Option<usize>,
+    },
+}
+
+/// Where one job runs: its class, and that class's bandwidth limit (bytes per second, for all
+/// shards together) as any of the jobs in the class gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobClass {
+    /// The class.
+    pub key: ClassKey,
+    /// The class's bandwidth limit.
+    pub bandwidth: Option<u64>,
+}
+
+/// Checks every job's `shard_info.class`; see [`resolve_job_classes`].
 ///
 /// # Errors
 ///
-/// [`JobError::Entry`] for the first job whose class names nothing.
+/// As [`resolve_job_classes`].
 pub fn check_job_classes(
     jobs: &[Job],
     groups: Option<&[SchedGroup]>,
     source: &str,
 ) -> Result<(), JobError> {
-    for job in jobs {
-        let Some(class) = &job.shard_info.class else {
+    resolve_job_classes(jobs, groups, source).map(|_| ())
+}
+
+/// Decides each job's class (in job order). `shard_info.class` may name:
+///
+/// - a group of the `--sched-groups` file without subgroups: the job runs in that group's
+///   class (shared with every other job naming it);
+/// - a group with subgroups: the job gets a class of its own, nested in that group, with the
+///   job's `shares` (as in Seastar, where a supergroup holds scheduling groups);
+/// - another job: the job shares that job's class, whatever that one resolves to (chains are
+///   followed; the order of the jobs in the file does not matter).
+///
+/// A job without `class` gets a class of its own at the top level. `shares` together with
+/// `class` is only valid for a group with subgroups; otherwise the class's shares are those of
+/// the group or job that owns it. A `bandwidth` applies to the job's class: jobs sharing a class
+/// may not give different limits. Errors point at the job and the key; `source` names the job
+/// file.
+///
+/// # Errors
+///
+/// [`JobError::Entry`] for the first job whose class names nothing, names both a group and a
+/// job, closes a cycle of jobs naming each other, comes with `shares` it cannot use, or whose
+/// `bandwidth` contradicts that of another job in the same class.
+pub fn resolve_job_classes(
+    jobs: &[Job],
+    groups: Option<&[SchedGroup]>,
+    source: &str,
+) -> Result<Vec<JobClass>, JobError> {
+    let groups = groups.unwrap_or(&[]);
+    let group_index = |name: &str| groups.iter().position(|g| g.name == name);
+    let has_subgroups = |gi: usize| {
+        groups
+            .iter()
+            .any(|g| g.parent.as_deref() == Some(groups[gi].name.as_str()))
+    };
+    let job_index: HashMap<&str, usize> = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, j)| (j.name.as_str(), i))
+        .collect();
+    let err = |job: &Job, key: &str, key_line: Option<usize>, message: String| JobError::Entry {
+        file: source.to_owned(),
+        entry: format!("job '{}'", job.name),
+        line: job.line,
+        key: format!("shard_info.{key}"),
+        key_line: key_line.unwrap_or(job.line),
+        message,
+    };
+    let class_err =
+        |job: &Job, message: String| err(job, "class", job.shard_info.key_lines.class, message);
+
+    // Each job's own step: a class, or "the class of job k".
+    enum Step {
+        Class(ClassKey),
+        SameAs(usize),
+    }
+    let mut steps = Vec::with_capacity(jobs.len());
+    for (ji, job) in jobs.iter().enumerate() {
+        let si = &job.shard_info;
+        let step = match &si.class {
+            None => Step::Class(ClassKey::Job {
+                job: ji,
+                parent: None,
+            }),
+            Some(class) => match (group_index(class), job_index.get(class.as_str())) {
+                (Some(_), Some(_)) => {
+                    return Err(class_err(
+                        job,
+                        format!(
+                            "`{class}` names both a group of the --sched-groups file and a job; \
+                             rename one of them"
+                        ),
+                    ))
+                }
+                (Some(gi), None) if has_subgroups(gi) => Step::Class(ClassKey::Job {
+                    job: ji,
+                    parent: Some(gi),
+                }),
+                (Some(gi), None) => Step::Class(ClassKey::Group(gi)),
+                (None, Some(&k)) if k == ji => {
+                    return Err(class_err(
+                        job,
+                        format!(
+                            "`{class}` is this job itself; leave `class` out for a class of its own"
+                        ),
+                    ))
+                }
+                (None, Some(&k)) => Step::SameAs(k),
+                (None, None) => {
+                    let known = if groups.is_empty() {
+                        "no job, and no --sched-groups group"
+                    } else {
+                        "neither a group of the --sched-groups file nor a job"
+                    };
+                    return Err(class_err(
+                        job,
+                        format!("unknown class `{class}`: it names {known}"),
+                    ));
+                }
+            },
+        };
+        if let (Some(class), Some(_)) = (&si.class, si.key_lines.shares) {
+            let nested = matches!(
+                step,
+                Step::Class(ClassKey::Job {
+                    parent: Some(_),
+                    ..
+                })
+            );
+            if !nested {
+                return Err(err(
+                    job,
+                    "shares",
+                    si.key_lines.shares,
+                    format!(
+                        "cannot be combined with `class: {class}`: the job runs in that existing \
+                         class, whose shares are its owner's; `shares` with `class` only applies \
+                         when `class` names a --sched-groups group with subgroups (the job then \
+                         gets a class of its own nested in that group)"
+                    ),
+                ));
+            }
+        }
+        steps.push(step);
+    }
+
+    // Follow the "same class as" chains.
+    let mut keys = Vec::with_capacity(jobs.len());
+    for (ji, job) in jobs.iter().enumerate() {
+        let mut chain = vec![ji];
+        let key = loop {
+            match steps[*chain.last().expect("non-empty")] {
+                Step::Class(key) => break key,
+                Step::SameAs(k) if chain.contains(&k) => {
+                    let names: Vec<&str> = chain
+                        .iter()
+                        .chain([&k])
+                        .map(|&i| jobs[i].name.as_str())
+                        .collect();
+                    return Err(class_err(
+                        job,
+                        format!(
+                            "jobs name each other's class in a cycle: {}; one of them needs a \
+                             class of its own (no `class`) or a group",
+                            names.join(" -> ")
+                        ),
+                    ));
+                }
+                Step::SameAs(k) => chain.push(k),
+            }
+        };
+        keys.push(key);
+    }
+
+    // One bandwidth limit per class.
+    let mut limits: HashMap<ClassKey, (u64, usize)> = HashMap::new();
+    for (ji, job) in jobs.iter().enumerate() {
+        let Some(b) = job.shard_info.bandwidth else {
             continue;
         };
-        let in_groups = groups.is_some_and(|g| g.iter().any(|g| &g.name == class));
-        let own_class = jobs
-            .iter()
-            .any(|j| &j.name == class && j.shard_info.class.is_none());
-        if !in_groups && !own_class {
-            let known = match groups {
-                Some(_) => "neither a group of the --sched-groups file nor a job without `class`",
-                None => "no job without `class`, and no --sched-groups file was given",
-            };
-            return Err(JobError::Entry {
-                file: source.to_owned(),
-                entry: format!("job '{}'", job.name),
-                line: job.line,
-                key: "shard_info.class".to_owned(),
-                key_line: job.line,
-                message: format!("unknown class `{class}`: it names {known}"),
-            });
+        match limits.get(&keys[ji]) {
+            Some(&(other, owner)) if other != b => {
+                let name = match keys[ji] {
+                    ClassKey::Group(gi) => format!("group `{}`", groups[gi].name),
+                    ClassKey::Job { job, .. } => format!("the class of job '{}'", jobs[job].name),
+                };
+                return Err(err(
+                    job,
+                    "bandwidth",
+                    job.shard_info.key_lines.bandwidth,
+                    format!(
+                        "{b} bytes/s, but this job runs in {name}, which job '{}' (line {}) \
+                         limits to {other} bytes/s; a class has one limit: give the same value, \
+                         or give it on one job only",
+                        jobs[owner].name, jobs[owner].line
+                    ),
+                ));
+            }
+            Some(_) => {}
+            None => {
+                limits.insert(keys[ji], (b, ji));
+            }
         }
     }
-    Ok(())
+    Ok(keys
+        .into_iter()
+        .map(|key| JobClass {
+            key,
+            bandwidth: limits.get(&key).map(|&(b, _)| b),
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -307,6 +497,111 @@ mod tests {
         );
         assert!(err.contains("unknown class `background`"), "{err}");
         let err = check_job_classes(&jobs[2..], Some(&groups[..0]), "j.yaml").unwrap_err();
+        assert!(err.to_string().contains("no --sched-groups group"), "{err}");
+        let err = check_job_classes(&jobs[2..], Some(&groups[..]), "j.yaml");
+        assert!(err.is_ok());
+        let other = parse_sched_groups("- {name: other, shares: 10}\n", "g").unwrap();
+        let err = check_job_classes(&jobs[2..], Some(&other), "j.yaml").unwrap_err();
         assert!(err.to_string().contains("neither a group"), "{err}");
+    }
+
+    fn resolve(jobs: &str, groups: &str) -> Result<Vec<JobClass>, JobError> {
+        let jobs = parse_jobs(jobs, "j.yaml").unwrap();
+        let groups = parse_sched_groups(groups, "g").unwrap();
+        resolve_job_classes(&jobs, Some(&groups), "j.yaml")
+    }
+
+    const GROUPS: &str = "\
+- {name: top, shares: 1000}
+- {name: leaf, shares: 100, parent: top}
+";
+
+    #[test]
+    fn classes_resolve_in_any_order() {
+        let c = resolve(
+            "\
+- {name: a, type: randread, shards: all, shard_info: {class: b}}
+- {name: b, type: randread, shards: all, shard_info: {class: c, bandwidth: 1MB}}
+- {name: c, type: randread, shards: all, shard_info: {class: top, shares: 50}}
+- {name: d, type: randread, shards: all, shard_info: {class: leaf}}
+- {name: e, type: randread, shards: all}
+",
+            GROUPS,
+        )
+        .unwrap();
+        let nested_c = ClassKey::Job {
+            job: 2,
+            parent: Some(0),
+        };
+        let keys: Vec<ClassKey> = c.iter().map(|c| c.key).collect();
+        assert_eq!(
+            keys,
+            [
+                nested_c,
+                nested_c,
+                nested_c,
+                ClassKey::Group(1),
+                ClassKey::Job {
+                    job: 4,
+                    parent: None
+                }
+            ]
+        );
+        // b's limit holds for the class a, b and c share.
+        let limits: Vec<Option<u64>> = c.iter().map(|c| c.bandwidth).collect();
+        assert_eq!(
+            limits,
+            [Some(1 << 20), Some(1 << 20), Some(1 << 20), None, None]
+        );
+    }
+
+    #[test]
+    fn class_errors() {
+        let msg = |jobs: &str| resolve(jobs, GROUPS).unwrap_err().to_string();
+        let m = msg("- {name: a, type: randread, shards: all, shard_info: {class: b}}\n- {name: b, type: randread, shards: all, shard_info: {class: a}}\n");
+        assert!(
+            m.contains("job 'a' (line 1): key 'shard_info.class'"),
+            "{m}"
+        );
+        assert!(m.contains("cycle: a -> b -> a"), "{m}");
+        let m = msg("- {name: a, type: randread, shards: all, shard_info: {class: a}}\n");
+        assert!(m.contains("this job itself"), "{m}");
+        let m =
+            msg("- {name: a, type: randread, shards: all, shard_info: {class: leaf, shares: 5}}\n");
+        assert!(m.contains("key 'shard_info.shares'"), "{m}");
+        assert!(m.contains("cannot be combined with `class: leaf`"), "{m}");
+        let m = msg("- {name: a, type: randread, shards: all}\n- {name: b, type: randread, shards: all, shard_info: {class: a, shares: 5}}\n");
+        assert!(
+            m.contains("job 'b' (line 2): key 'shard_info.shares'"),
+            "{m}"
+        );
+        let m = msg("- {name: top, type: randread, shards: all}\n- {name: b, type: randread, shards: all, shard_info: {class: top}}\n");
+        assert!(m.contains("names both a group"), "{m}");
+        let m = msg("\
+- name: a
+  type: randread
+  shards: all
+  shard_info: {class: leaf, bandwidth: 1MB}
+- name: b
+  type: randread
+  shards: all
+  shard_info:
+    class: leaf
+    bandwidth: 2MB
+");
+        assert!(
+            m.contains("job 'b' (line 5): key 'shard_info.bandwidth' (line 10)"),
+            "{m}"
+        );
+        assert!(
+            m.contains("group `leaf`, which job 'a' (line 1) limits to 1048576"),
+            "{m}"
+        );
+        // The same limit twice is fine.
+        resolve(
+            "- {name: a, type: randread, shards: all, shard_info: {bandwidth: 1MB}}\n- {name: b, type: randread, shards: all, shard_info: {class: a, bandwidth: 1MB}}\n",
+            GROUPS,
+        )
+        .unwrap();
     }
 }

@@ -83,8 +83,10 @@ impl BufferArena {
     /// bytes of every 4 KiB block, so neither compression nor deduplication in the device can
     /// flatter the result (the rest of the slot stays random).
     ///
-    /// Must only be called while slot `i` is not in flight.
-    pub fn stamp(&self, i: usize, sequence: u64, offset: u64) {
+    /// # Safety
+    ///
+    /// Slot `i` must not be in flight, and no other thread may use it meanwhile.
+    pub unsafe fn stamp(&self, i: usize, sequence: u64, offset: u64) {
         let base = self.slot_ptr(i);
         let mut block = 0;
         while block + 16 <= self.slot_size {
@@ -132,8 +134,11 @@ mod tests {
     #[test]
     fn stamp_makes_slots_unique() {
         let a = BufferArena::new_random(2, 4096, 4096, 7).unwrap();
-        a.stamp(0, 1, 0);
-        a.stamp(1, 1, 0);
+        // SAFETY: nothing is in flight in this test.
+        unsafe {
+            a.stamp(0, 1, 0);
+            a.stamp(1, 1, 0);
+        }
         // SAFETY: both slots are inside the live arena.
         let (s0, s1) = unsafe {
             (
@@ -142,7 +147,8 @@ mod tests {
             )
         };
         assert_eq!(s0, s1, "same stamp gives same header");
-        a.stamp(1, 2, 0);
+        // SAFETY: as above.
+        unsafe { a.stamp(1, 2, 0) };
         // SAFETY: as above.
         let s1 = unsafe { std::slice::from_raw_parts(a.slot_ptr(1), 16) };
         assert_ne!(s0, s1);

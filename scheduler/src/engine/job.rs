@@ -159,9 +159,7 @@ impl Recorder {
             requests: 0,
             ramp_requests: 0,
             per_second: vec![SecondSample::default(); seconds],
-            // 1 ns .. 1 hour at 3 significant digits; saturating_record clamps outliers.
-            hist: Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
-                .expect("static bounds are valid"),
+            hist: super::latency_histogram(),
             written_end: 0,
         }
     }

@@ -132,6 +132,32 @@ pub enum EngineError {
     Interrupted,
 }
 
+/// Picks the engine: `requested` if given (io_uring is probed first, with its error when it
+/// cannot be used), else io_uring when available, else the threads engine. The second value
+/// is the reason io_uring was passed over, for the caller to print as a warning.
+pub fn select(
+    requested: Option<EngineKind>,
+) -> Result<(EngineKind, Option<EngineError>), EngineError> {
+    match requested {
+        Some(EngineKind::Threads) => Ok((EngineKind::Threads, None)),
+        Some(EngineKind::Uring) => probe_uring().map(|()| (EngineKind::Uring, None)),
+        None => Ok(match probe_uring() {
+            Ok(()) => (EngineKind::Uring, None),
+            Err(e) => (EngineKind::Threads, Some(e)),
+        }),
+    }
+}
+
+/// A latency histogram in nanoseconds: 1 ns to 1 hour at 3 significant digits (values beyond
+/// are clamped by `saturating_record`).
+pub fn latency_histogram() -> hdrhistogram::Histogram<u64> {
+    hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
+        .expect("static bounds are valid")
+}
+
+/// Deepest queue a job may ask for (the ring's submission queue size).
+pub const MAX_IN_FLIGHT: usize = 4096;
+
 /// One shard's work in a phase: a file and a job.
 #[derive(Debug)]
 pub struct ShardPlan<'a> {
@@ -252,17 +278,34 @@ fn validate(job: &JobSpec) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// Voluntary context switches per submission of `count` appending `size`-byte writes at depth
-/// 1 through io_uring (only the submit call is measured). `None` for the threads engine, whose
-/// submissions block by design in worker threads.
-pub fn context_switches_per_submit(
+/// What the submission sanity check found (see [`submission_check`]).
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct SubmissionCheck {
+    /// Voluntary context switches per submit call; above 0.1 the submitter blocks.
+    pub context_switches_per_write: f64,
+    /// Share of appending writes the filesystem answered `RWF_NOWAIT` with `EAGAIN` (would
+    /// have blocked; io_uring hands those to kernel workers, which costs latency).
+    pub would_block_share: f64,
+}
+
+/// The reference iotune's sanity check, done with our engine: `count` appending `size`-byte
+/// writes at depth 1 through io_uring. `None` for the threads engine, whose calls block by
+/// design in worker threads.
+pub fn submission_check(
     kind: EngineKind,
     file: &TestFile,
     count: usize,
     size: usize,
-) -> Result<Option<f64>, EngineError> {
+) -> Result<Option<SubmissionCheck>, EngineError> {
     match kind {
-        EngineKind::Uring => uring::context_switches_per_submit(file.fd(), count, size).map(Some),
+        EngineKind::Uring => uring::submission_check(file.fd(), count, size).map(
+            |(context_switches_per_write, would_block_share)| {
+                Some(SubmissionCheck {
+                    context_switches_per_write,
+                    would_block_share,
+                })
+            },
+        ),
         EngineKind::Threads => Ok(None),
     }
 }
@@ -313,7 +356,8 @@ fn pin_to_cpu(cpu: usize) {
 
 /// Writes `[start, start + len)` of `file` fully with sequential `request_size`-byte writes
 /// (`depth` in flight) of incompressible data, so later reads touch real data, never holes.
-/// `len` is rounded up to whole requests.
+/// `len` is rounded up to whole requests. Raising `stop` ends it early with
+/// [`EngineError::Interrupted`] (after the requests in flight complete).
 pub fn fill(
     kind: EngineKind,
     file: &TestFile,
@@ -321,6 +365,7 @@ pub fn fill(
     len: u64,
     request_size: usize,
     depth: usize,
+    stop: &AtomicBool,
 ) -> Result<(), EngineError> {
     let depth = depth.max(1);
     let mut ring = Ring::new(kind, depth, request_size, &[file.fd()])?;
@@ -330,10 +375,14 @@ pub fn fill(
     let mut first_error = None;
     let mut sequence = 0;
     while (next < end && first_error.is_none()) || ring.in_flight() > 0 {
+        if stop.load(Ordering::Relaxed) && first_error.is_none() {
+            first_error = Some(EngineError::Interrupted);
+        }
         while next < end && first_error.is_none() {
             let Some(slot) = free.pop() else { break };
             sequence += 1;
-            ring.stamp(slot, sequence, next);
+            // SAFETY: `slot` came off the free list: no request uses it.
+            unsafe { ring.stamp(slot, sequence, next) };
             let req = RingRequest {
                 direction: Direction::Write,
                 file: 0,

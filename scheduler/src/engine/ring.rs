@@ -66,9 +66,9 @@ pub struct Ring {
     iovecs: Vec<libc::iovec>,
 }
 
-// SAFETY: the iovecs only point into the ring's own arena; the Ring is used by one thread at
-// a time (it is not Sync), and moving it moves the arena's ownership with it.
-unsafe impl Send for Ring {}
+// Not Send (the raw iovec pointers see to that): the io_uring is created single-issuer with
+// deferred task-run (Linux 6.1+), which binds it to the thread that creates it. Create a Ring
+// on the shard thread that uses it.
 
 enum Backend {
     /// Completes every request at once without I/O (benchmarks of the queue's own cost).
@@ -201,24 +201,38 @@ impl Ring {
         self.in_flight
     }
 
-    /// Makes a write slot's data unique (see [`BufferArena::stamp`]); only for slots not in flight.
-    pub fn stamp(&self, slot: usize, sequence: u64, offset: u64) {
-        self.bufs.stamp(slot, sequence, offset);
+    /// Files the ring was created with.
+    pub fn file_count(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Makes a write slot's data unique (see [`BufferArena::stamp`]).
+    ///
+    /// # Safety
+    ///
+    /// No request using `slot` may be in flight: the kernel or a worker thread of the
+    /// threads back end could be reading or writing it at the same time.
+    pub unsafe fn stamp(&self, slot: usize, sequence: u64, offset: u64) {
+        // SAFETY: forwarded to the caller.
+        unsafe { self.bufs.stamp(slot, sequence, offset) }
     }
 
     /// Queues a request for the next submit. The caller must not reuse `req.slot`'s byte range
     /// until its completion is reaped. Errors: `InvalidJob` for a slot, range or file out of
     /// bounds; `Submit` when the submission queue is full.
     pub fn push(&mut self, req: RingRequest) -> Result<(), EngineError> {
+        // One iovec array per slot: a vectored request must own its slot (offset 0).
         let bad_iov = req.iovecs > MAX_IOVECS
-            || (req.iovecs > 1 && req.len as usize % (req.iovecs as usize * 512) != 0);
+            || (req.iovecs > 1
+                && (req.slot_offset != 0 || req.len as usize % (req.iovecs as usize * 512) != 0));
         if bad_iov
             || req.slot >= self.bufs.count()
             || req.slot_offset + req.len as usize > self.bufs.slot_size()
             || req.file >= self.files.len()
         {
             return Err(EngineError::InvalidJob(format!(
-                "request {req:?} is outside the ring's slots or files"
+                "request {req:?} is outside the ring's slots or files, or its iovecs do not split it \
+                 into 512-byte pieces from slot offset 0 (at most {MAX_IOVECS})"
             )));
         }
         let fd = self.files[req.file];
@@ -324,13 +338,26 @@ impl Ring {
         match &mut self.backend {
             Backend::Uring { ring, .. } => loop {
                 let res = match timeout {
-                    Some(t) if want > 0 => {
+                    // The timed wait needs IORING_FEAT_EXT_ARG (Linux 5.11); older kernels wait
+                    // for the completion without a timeout.
+                    Some(t) if want > 0 && ring.params().is_feature_ext_arg() => {
                         let ts = types::Timespec::new()
                             .sec(t.as_secs())
                             .nsec(t.subsec_nanos());
                         let args = types::SubmitArgs::new().timespec(&ts);
                         ring.submitter().submit_with_args(want, &args)
                     }
+                    // With deferred task-run (Linux 6.1+), completions are only posted by an
+                    // enter with GETEVENTS: ask for it even when not waiting.
+                    // SAFETY: no argument is passed; the flag only asks the kernel to run
+                    // pending completion work.
+                    _ if want == 0 => unsafe {
+                        let to_submit = ring.submission().len() as u32;
+                        ring.submitter().enter::<libc::sigset_t>(
+                            to_submit, 0, 1, /* IORING_ENTER_GETEVENTS */
+                            None,
+                        )
+                    },
                     _ => ring.submit_and_wait(want),
                 };
                 match res {

@@ -58,7 +58,10 @@ pub(crate) fn run_job(
                             own.next_offset()
                         };
                         if write {
-                            bufs.stamp(w, sequence.fetch_add(1, Ordering::Relaxed), offset);
+                            // SAFETY: slot w is this worker's alone and idle between its calls.
+                            unsafe {
+                                bufs.stamp(w, sequence.fetch_add(1, Ordering::Relaxed), offset)
+                            };
                         }
                         // SAFETY: slot w belongs to this worker alone and lives as long as `bufs`.
                         let n = unsafe {

@@ -101,7 +101,8 @@ pub(crate) fn run_job(
         let offset = stream.next_offset();
         if write {
             sequence += 1;
-            bufs.stamp(slot, sequence, offset);
+            // SAFETY: the slot has not been submitted yet.
+            unsafe { bufs.stamp(slot, sequence, offset) };
         }
         slots[slot] = Slot {
             submitted: start,
@@ -151,7 +152,8 @@ pub(crate) fn run_job(
             let offset = stream.next_offset();
             if write {
                 sequence += 1;
-                bufs.stamp(slot, sequence, offset);
+                // SAFETY: the slot was just reaped; nothing uses it.
+                unsafe { bufs.stamp(slot, sequence, offset) };
             }
             slots[slot] = Slot {
                 submitted: now,
@@ -195,43 +197,71 @@ fn check(res: i32, size: usize, offset: u64, write: bool) -> Option<EngineError>
     }
 }
 
-/// Submits `count` appending writes of `size` bytes one at a time (depth 1) and returns the
-/// voluntary context switches per submission (only the submit call is measured, not the wait).
+/// Submits `count` appending writes of `size` bytes one at a time (depth 1), first with
+/// `RWF_NOWAIT`, and returns the voluntary context switches per submission (only the submit
+/// call is measured, not the wait) and the share of writes the filesystem answered with
+/// `EAGAIN` (it would have blocked; they are resubmitted without the flag).
 ///
-/// Follows the reference iotune's sanity check: more than 0.1 per write means submissions
-/// block, and the scheduler's latency control cannot work on this filesystem.
-pub(crate) fn context_switches_per_submit(
+/// Follows the reference iotune's sanity check. Under io_uring a write that would block is
+/// handed to a kernel worker instead of blocking the submitter, so the switch count stays low
+/// on any filesystem; the would-block share is what tells a filesystem that allocates
+/// synchronously (extra latency per request) from one that does not.
+pub(crate) fn submission_check(
     fd: RawFd,
     count: usize,
     size: usize,
-) -> Result<f64, EngineError> {
+) -> Result<(f64, f64), EngineError> {
     let bufs =
         BufferArena::new_random(1, size, 4096, 99).ok_or(EngineError::Alloc { bytes: size })?;
     let mut ring = build_ring(2).map_err(|source| EngineError::UringUnavailable { source })?;
-    let mut switches = 0u64;
+    let (mut switches, mut would_block) = (0u64, 0u64);
     for i in 0..count {
         let offset = (i * size) as u64;
-        bufs.stamp(0, i as u64, offset);
-        let e = opcode::Write::new(types::Fd(fd), bufs.slot_ptr(0), size as u32)
-            .offset(offset)
-            .build();
-        // SAFETY: the single buffer is not reused until this write is reaped below.
-        unsafe { ring.submission().push(&e) }.expect("empty ring");
-        let before = super::voluntary_switches();
-        let submitted = ring.submit();
-        switches += super::voluntary_switches().saturating_sub(before);
-        submitted.map_err(|source| EngineError::Submit { source })?;
+        // SAFETY: the previous write was reaped before this one starts.
+        unsafe { bufs.stamp(0, i as u64, offset) };
+        let mut flags = libc::RWF_NOWAIT;
         loop {
-            match ring.submit_and_wait(1) {
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-                r => r.map_err(|source| EngineError::Submit { source })?,
+            let e = opcode::Write::new(types::Fd(fd), bufs.slot_ptr(0), size as u32)
+                .offset(offset)
+                .rw_flags(flags)
+                .build();
+            // SAFETY: the single buffer is not reused until this write is reaped below.
+            unsafe { ring.submission().push(&e) }
+                .map_err(|_| EngineError::InvalidJob("probe ring full".into()))?;
+            let before = super::voluntary_switches();
+            let submitted = ring.submit();
+            switches += super::voluntary_switches().saturating_sub(before);
+            if let Err(source) = submitted {
+                // Nothing was taken: no write is in flight on the buffer.
+                return Err(EngineError::Submit { source });
+            }
+            let res = loop {
+                match ring.submit_and_wait(1) {
+                    Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                    Err(source) => {
+                        // The write may still be in flight: keep its buffer alive.
+                        std::mem::forget(bufs);
+                        return Err(EngineError::Submit { source });
+                    }
+                    Ok(_) => {}
+                }
+                if let Some(cqe) = ring.completion().next() {
+                    break cqe.result();
+                }
             };
+            if flags != 0 && (res == -libc::EAGAIN || res == -libc::EOPNOTSUPP) {
+                // EAGAIN: it would have blocked. EOPNOTSUPP: the filesystem cannot say
+                // (tmpfs); either way, write it without the flag.
+                would_block += u64::from(res == -libc::EAGAIN);
+                flags = 0;
+                continue;
+            }
+            if let Some(e) = check(res, size, offset, true) {
+                return Err(e);
+            }
             break;
         }
-        let cqe = ring.completion().next().expect("waited for one completion");
-        if let Some(e) = check(cqe.result(), size, offset, true) {
-            return Err(e);
-        }
     }
-    Ok(switches as f64 / count.max(1) as f64)
+    let n = count.max(1) as f64;
+    Ok((switches as f64 / n, would_block as f64 / n))
 }
