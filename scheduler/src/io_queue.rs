@@ -253,8 +253,18 @@ struct StreamState {
     bucket: Option<Arc<SharedTokenBucket>>,
 }
 
+/// Per-request sums kept as integers (nanoseconds, capacity units); `class_stats` converts.
+#[derive(Default)]
+struct Sums {
+    exec_ns: u64,
+    delay_ns: u64,
+    consumption: u64,
+    adjusted_consumption: u64,
+}
+
 struct ClassState {
     stats: ClassStats,
+    sums: Sums,
     starving_since: Option<Instant>,
 }
 
@@ -384,6 +394,7 @@ impl IoQueue {
                 shares: shares.max(1),
                 ..Default::default()
             },
+            sums: Sums::default(),
             starving_since: None,
         });
         ClassHandle(self.classes.len() as u32 - 1)
@@ -425,6 +436,7 @@ impl IoQueue {
     /// As [`IoQueue::queue`], with the queueing time given by the caller: one clock read can
     /// serve a whole batch of requests queued together.
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     pub fn queue_at(
         &mut self,
         now: Instant,
@@ -452,6 +464,7 @@ impl IoQueue {
     }
 
     /// Queues `req`, queued at `now`. See [`IoQueue::queue`].
+    #[inline]
     pub fn queue_request(&mut self, now: Instant, req: IoRequest) -> Result<(), QueueError> {
         let IoRequest {
             class,
@@ -632,8 +645,8 @@ impl IoQueue {
             let Some(req) = requests[rid].as_mut() else {
                 return;
             };
-            classes[req.class.0 as usize].stats.total_exec_sec +=
-                now_reap.saturating_duration_since(dispatched).as_secs_f64();
+            classes[req.class.0 as usize].sums.exec_ns +=
+                now_reap.saturating_duration_since(dispatched).as_nanos() as u64;
             if c.result < 0 || (c.result as u32) < part.len {
                 let rel = part.slot_offset as u64;
                 if req.first_bad.is_none_or(|(o, _)| rel < o) {
@@ -751,6 +764,7 @@ impl IoQueue {
 
     /// Dispatches from stream `si` within `bucket`'s tokens; true when requests remain queued
     /// for lack of tokens (or every class with work is held by its bandwidth limit).
+    #[inline(always)]
     fn dispatch_stream(
         &mut self,
         si: usize,
@@ -873,11 +887,10 @@ impl IoQueue {
         let req = self.requests[part.request as usize]
             .as_mut()
             .expect("live request");
-        let st = &mut self.classes[req.class.0 as usize].stats;
-        st.total_delay_sec += now.saturating_duration_since(*queued).as_secs_f64();
-        let secs = part.capacity as f64 / CAPACITY_PER_SEC as f64;
-        st.adjusted_consumption += secs;
-        st.consumption += part.raw_capacity as f64 / CAPACITY_PER_SEC as f64;
+        let sums = &mut self.classes[req.class.0 as usize].sums;
+        sums.delay_ns += now.saturating_duration_since(*queued).as_nanos() as u64;
+        sums.adjusted_consumption += part.capacity;
+        sums.consumption += part.raw_capacity;
         *queued = now;
         self.queued -= 1;
         self.flow_dispatched += 1;
@@ -896,7 +909,12 @@ impl IoQueue {
 
     /// Statistics of a class.
     pub fn class_stats(&self, class: ClassHandle) -> ClassStats {
-        let mut s = self.classes[class.0 as usize].stats.clone();
+        let c = &self.classes[class.0 as usize];
+        let mut s = c.stats.clone();
+        s.total_exec_sec = c.sums.exec_ns as f64 / 1e9;
+        s.total_delay_sec = c.sums.delay_ns as f64 / 1e9;
+        s.consumption = c.sums.consumption as f64 / CAPACITY_PER_SEC as f64;
+        s.adjusted_consumption = c.sums.adjusted_consumption as f64 / CAPACITY_PER_SEC as f64;
         s.activations = self
             .streams
             .iter()
