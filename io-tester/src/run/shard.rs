@@ -61,7 +61,7 @@ pub struct JobRun {
 ///
 /// Without `--trace-sample`, tracing is adaptive: `every` starts at 1 (every request), and
 /// after each extent-map refresh, if the refreshes so far took more than 1% of the time since
-/// the run started, `every` is multiplied by how far the latest refresh overshot 1% of the time
+/// the run started (judged over at least one second), `every` is multiplied by how far the latest refresh overshot 1% of the time
 /// since the one before (at least doubled): refreshes then come rarely enough to cost about 1%.
 /// `every` is never lowered again. With `--trace-sample N` it stays 1 and the tracer samples
 /// one request in N.
@@ -130,7 +130,10 @@ impl TraceSampling {
         self.refreshes_checked = counts.refreshes;
         self.refresh_ns_checked = counts.refresh_nanos;
         self.checked_at = elapsed;
-        if counts.refresh_nanos as f64 > elapsed.as_nanos() as f64 * TRACE_BUDGET {
+        // Judged over at least a second: the first refreshes of a run come within
+        // milliseconds of its start, and would otherwise always look over budget.
+        let horizon = elapsed.max(Duration::from_secs(1));
+        if counts.refresh_nanos as f64 > horizon.as_nanos() as f64 * TRACE_BUDGET {
             let factor = (spent / (window * TRACE_BUDGET).max(1.0))
                 .ceil()
                 .clamp(2.0, f64::from(MAX_TRACE_EVERY)) as u32;
@@ -576,15 +579,17 @@ mod tests {
         };
         let ms = Duration::from_millis;
         let mut t = TraceSampling::new(true);
-        t.after_record(&counts(1, 1), ms(200)); // 0.5% of the run
+        t.after_record(&counts(1, 2), ms(50)); // 2 ms, 50 ms in: judged over 1 s, 0.2%
         assert_eq!(t.every, 1);
-        t.after_record(&counts(2, 3), ms(300)); // 1% overall; 2 ms of 100 ms lately: x2
+        t.after_record(&counts(2, 10), ms(2000)); // 0.5% of the run
         assert_eq!(t.every, 1);
-        t.after_record(&counts(3, 9), ms(400)); // 2.25% overall; 6 ms of 100 ms: x6
+        t.after_record(&counts(3, 30), ms(3000)); // 1% overall: not over
+        assert_eq!(t.every, 1);
+        t.after_record(&counts(4, 90), ms(4000)); // 2.25% overall; 60 ms of 1 s lately: x6
         assert_eq!(t.every, 6);
-        t.after_record(&counts(3, 9), ms(500)); // no new refresh
+        t.after_record(&counts(4, 90), ms(5000)); // no new refresh
         assert_eq!(t.every, 6);
-        t.after_record(&counts(4, 10), ms(600)); // 1.7% overall; 1 ms of 200 ms: at least x2
+        t.after_record(&counts(5, 100), ms(6000)); // 1.7% overall; 10 ms of 2 s: at least x2
         assert_eq!(t.every, 12);
         t.countdown = 1;
         let taken: Vec<bool> = (0..13).map(|_| t.take()).collect();
