@@ -61,8 +61,8 @@ pub struct Cli {
     pub output_format: OutputFormat,
 
     /// I/O engine; default io_uring, falling back to threads (with a warning) when unavailable.
-    #[arg(long, value_enum)]
-    pub engine: Option<Engine>,
+    #[arg(long, value_name = "uring|threads")]
+    pub engine: Option<scheduler::engine::EngineKind>,
 
     /// Allow write jobs on a block device. They DESTROY the data on it.
     #[arg(long = "allow-block-device-writes")]
@@ -70,7 +70,7 @@ pub struct Cli {
 
     /// Physical block size to judge alignment against, bytes (default: io-properties
     /// `physical_block_size`, else sysfs). Drives misreport it: 4K drives often claim 512.
-    #[arg(long = "physical-block-size", value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long = "physical-block-size", value_name = "SIZE", value_parser = scheduler::io_properties::parse_size)]
     pub physical_block_size: Option<u64>,
 
     /// Trace one request in N for alignment (1 = every request), a fixed interval. Without
@@ -89,19 +89,6 @@ pub enum OutputFormat {
     Yaml,
     /// The same content as JSON.
     Json,
-}
-
-/// I/O engine choice.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Engine {
-    /// io_uring.
-    Uring,
-    /// Blocking pread/pwrite threads.
-    Threads,
-}
-
-fn parse_size(s: &str) -> Result<u64, String> {
-    scheduler::io_properties::parse_size(s).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

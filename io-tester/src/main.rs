@@ -15,13 +15,13 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use scheduler::alignment::AlignmentParams;
 use scheduler::cost_model::{CostConfig, CostModel};
-use scheduler::engine::{self, EngineKind, TestFile};
+use scheduler::engine::{self, TestFile};
 use scheduler::io_properties::DiskProperties;
 use scheduler::io_properties::IoProperties;
 use scheduler::io_queue::IoGroup;
 use scheduler::topology::Topology;
 
-use crate::cli::{Cli, Engine, OutputFormat};
+use crate::cli::{Cli, OutputFormat};
 use crate::run::files::{is_block_device, Storage};
 use crate::run::Settings;
 
@@ -88,11 +88,7 @@ fn run(cli: Cli) -> Result<()> {
     if smp == 0 {
         bail!("--smp 0: at least one shard is needed");
     }
-    let requested = cli.engine.map(|e| match e {
-        Engine::Threads => EngineKind::Threads,
-        Engine::Uring => EngineKind::Uring,
-    });
-    let (kind, passed_over) = engine::select(requested).context("--engine uring was requested")?;
+    let (kind, passed_over) = engine::select(cli.engine).context("--engine uring was requested")?;
     if let Some(e) = passed_over {
         eprintln!(
             "WARN: {e}; falling back to the threads engine (no RWF_NOWAIT retries are counted)"

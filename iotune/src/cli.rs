@@ -68,15 +68,15 @@ pub struct Cli {
     pub detect_physical_block_size: bool,
 
     /// Random read request size, bytes; 0 = the disk's physical block size.
-    #[arg(long = "random-read-io-buffer-size", alias = "random_read_io_buffer_size", value_name = "SIZE", value_parser = parse_size, default_value = "0")]
+    #[arg(long = "random-read-io-buffer-size", alias = "random_read_io_buffer_size", value_name = "SIZE", value_parser = scheduler::io_properties::parse_size, default_value = "0")]
     pub random_read_io_buffer_size: u64,
 
     /// Random write request size, bytes; 0 = the disk's physical block size (or the detected one).
-    #[arg(long = "random-write-io-buffer-size", alias = "random_write_io_buffer_size", value_name = "SIZE", value_parser = parse_size, default_value = "0")]
+    #[arg(long = "random-write-io-buffer-size", alias = "random_write_io_buffer_size", value_name = "SIZE", value_parser = scheduler::io_properties::parse_size, default_value = "0")]
     pub random_write_io_buffer_size: u64,
 
     /// Run the random phases once per size (comma-separated) and keep the best IOPS per direction.
-    #[arg(long = "get-best-iops-with-buffer-sizes", alias = "get_best_iops_with_buffer_sizes", value_name = "SIZES", value_delimiter = ',', value_parser = parse_size)]
+    #[arg(long = "get-best-iops-with-buffer-sizes", alias = "get_best_iops_with_buffer_sizes", value_name = "SIZES", value_delimiter = ',', value_parser = scheduler::io_properties::parse_size)]
     pub get_best_iops_with_buffer_sizes: Vec<u64>,
 
     /// Override the disk's in-flight bound (default: sum of the leaf disks' queue/nr_requests).
@@ -89,11 +89,11 @@ pub struct Cli {
     pub force_io_depth: u64,
 
     /// Sequential read request size, bytes.
-    #[arg(long = "sequential-read-buffer-size", alias = "sequential_read_buffer_size", value_name = "SIZE", value_parser = parse_size, default_value = "1MiB")]
+    #[arg(long = "sequential-read-buffer-size", alias = "sequential_read_buffer_size", value_name = "SIZE", value_parser = scheduler::io_properties::parse_size, default_value = "1MiB")]
     pub sequential_read_buffer_size: u64,
 
     /// Sequential write request size, bytes.
-    #[arg(long = "sequential-write-buffer-size", alias = "sequential_write_buffer_size", value_name = "SIZE", value_parser = parse_size, default_value = "1MiB")]
+    #[arg(long = "sequential-write-buffer-size", alias = "sequential_write_buffer_size", value_name = "SIZE", value_parser = scheduler::io_properties::parse_size, default_value = "1MiB")]
     pub sequential_write_buffer_size: u64,
 
     /// In flight per shard for sequential writes (default 4 x leaf disks).
@@ -117,8 +117,8 @@ pub struct Cli {
     pub smp: Option<usize>,
 
     /// I/O engine; default io_uring, falling back to threads (with a warning) when unavailable.
-    #[arg(long, value_enum)]
-    pub engine: Option<Engine>,
+    #[arg(long, value_name = "uring|threads")]
+    pub engine: Option<scheduler::engine::EngineKind>,
 
     /// Write a JSON report (topology, every phase's settings, per-second samples, latency
     /// percentiles, results); rewritten after each phase so an aborted run keeps its data.
@@ -127,7 +127,7 @@ pub struct Cli {
 
     /// Size of each shard's test file, bytes (default: free space / (2 x shards)). Reads only
     /// touch what this run wrote.
-    #[arg(long = "file-size", value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long = "file-size", value_name = "SIZE", value_parser = scheduler::io_properties::parse_size)]
     pub file_size: Option<u64>,
 
     /// Seconds dropped at the start of each read and random phase (the warm-up before sequential
@@ -154,19 +154,6 @@ pub enum Saturation {
     Write,
     /// Both directions.
     Both,
-}
-
-/// I/O engine choice.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Engine {
-    /// io_uring.
-    Uring,
-    /// Blocking pread/pwrite threads.
-    Threads,
-}
-
-fn parse_size(s: &str) -> Result<u64, String> {
-    scheduler::io_properties::parse_size(s).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

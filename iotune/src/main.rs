@@ -18,7 +18,7 @@ use scheduler::engine::{self, Direction, EngineKind, TestFile};
 use scheduler::io_properties::{DiskProperties, IoProperties};
 use scheduler::topology::Topology;
 
-use crate::cli::{Cli, Engine, OptionsFormat};
+use crate::cli::{Cli, OptionsFormat};
 use crate::options::Options;
 use crate::phases::{with_deviation, Calibration, Depths};
 use crate::progress::Progress;
@@ -156,21 +156,12 @@ fn check_output_dir(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn choose_engine(requested: Option<Engine>) -> Result<EngineKind> {
-    match requested {
-        Some(Engine::Threads) => Ok(EngineKind::Threads),
-        Some(Engine::Uring) => {
-            engine::probe_uring().context("--engine uring was requested")?;
-            Ok(EngineKind::Uring)
-        }
-        None => match engine::probe_uring() {
-            Ok(()) => Ok(EngineKind::Uring),
-            Err(e) => {
-                eprintln!("WARN: {e}; falling back to the threads engine (blocking pread/pwrite)");
-                Ok(EngineKind::Threads)
-            }
-        },
+fn choose_engine(requested: Option<EngineKind>) -> Result<EngineKind> {
+    let (kind, passed_over) = engine::select(requested).context("--engine uring was requested")?;
+    if let Some(e) = passed_over {
+        eprintln!("WARN: {e}; falling back to the threads engine (blocking pread/pwrite)");
     }
+    Ok(kind)
 }
 
 /// Checks each directory, finds its filesystem, keeps one directory per mountpoint.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use crate::cli::{Cli, Engine, OptionsFormat, Saturation};
+use crate::cli::{Cli, OptionsFormat, Saturation};
 
 /// The run's settings after validation.
 #[derive(Debug, Clone)]
@@ -31,7 +31,7 @@ pub struct Options {
     pub sequential_write_size: u64,
     pub depths: Depths,
     pub smp: Option<usize>,
-    pub engine: Option<Engine>,
+    pub engine: Option<scheduler::engine::EngineKind>,
     pub report: Option<PathBuf>,
     pub file_size: Option<u64>,
     pub ramp: Duration,

@@ -42,6 +42,19 @@ pub enum EngineKind {
     Threads,
 }
 
+impl std::str::FromStr for EngineKind {
+    type Err = String;
+
+    /// `uring` or `threads` (command-line spelling).
+    fn from_str(s: &str) -> Result<EngineKind, String> {
+        match s {
+            "uring" => Ok(EngineKind::Uring),
+            "threads" => Ok(EngineKind::Threads),
+            other => Err(format!("unknown engine {other:?}: use uring or threads")),
+        }
+    }
+}
+
 impl std::fmt::Display for EngineKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
