@@ -244,6 +244,22 @@ struct Reservation {
     used: u64,
 }
 
+impl Reservation {
+    /// Reserves `amount` tokens of `bucket` (§4 grab).
+    fn grab(bucket: &SharedTokenBucket, amount: u64) -> Reservation {
+        Reservation {
+            position: bucket.grab(amount),
+            amount,
+            used: 0,
+        }
+    }
+
+    /// True while the bucket has covered none of it yet.
+    fn uncovered(&self, bucket: &SharedTokenBucket) -> bool {
+        bucket.deficiency(self.position) >= self.amount
+    }
+}
+
 struct StreamState {
     fq: FairQueue<u32>,
     classes: Vec<ClassId>,
@@ -821,13 +837,10 @@ impl IoQueue {
                                 .min(st.fq.queued_capacity())
                                 .min(limit)
                                 .max(cap);
-                            st.reservation = Some(Reservation {
-                                position: bucket.grab(want),
-                                amount: want,
-                                used: 0,
-                            });
-                            let r = st.reservation.as_ref().expect("just set");
-                            if bucket.deficiency(r.position) >= r.amount {
+                            let r = Reservation::grab(bucket, want);
+                            let uncovered = r.uncovered(bucket);
+                            st.reservation = Some(r);
+                            if uncovered {
                                 starved = true;
                                 break;
                             }
@@ -838,13 +851,10 @@ impl IoQueue {
                     }
                     None => {
                         let want = per_tick.min(st.fq.queued_capacity()).min(limit).max(cap);
-                        st.reservation = Some(Reservation {
-                            position: bucket.grab(want),
-                            amount: want,
-                            used: 0,
-                        });
-                        let r = st.reservation.as_ref().expect("just set");
-                        if bucket.deficiency(r.position) >= r.amount {
+                        let r = Reservation::grab(bucket, want);
+                        let uncovered = r.uncovered(bucket);
+                        st.reservation = Some(r);
+                        if uncovered {
                             starved = true;
                             break;
                         }

@@ -414,20 +414,8 @@ pub fn fill(
         ring.reap(|c| {
             let slot = (c.user_data >> 48) as usize;
             let offset = c.user_data & ((1 << 48) - 1);
-            if c.result < 0 {
-                first_error.get_or_insert(EngineError::Io {
-                    op: "write",
-                    offset,
-                    len: request_size as u64,
-                    source: io::Error::from_raw_os_error(-c.result),
-                });
-            } else if c.result as usize != request_size {
-                first_error.get_or_insert(EngineError::Short {
-                    op: "write",
-                    offset,
-                    len: request_size as u64,
-                    done: c.result as u64,
-                });
+            if let Some(e) = uring::check(c.result, request_size, offset, true) {
+                first_error.get_or_insert(e);
             }
             free.push(slot);
         });

@@ -71,28 +71,19 @@ pub(crate) fn run_job(
                                 libc::pread(fd, ptr.cast(), size, offset as libc::off_t)
                             }
                         };
-                        let op = if write { "write" } else { "read" };
-                        if n < 0 {
-                            let source = io::Error::last_os_error();
-                            if source.raw_os_error() == Some(libc::EINTR) {
-                                continue;
-                            }
-                            failed.store(true, Ordering::Relaxed);
-                            return Err(EngineError::Io {
-                                op,
-                                offset,
-                                len: size as u64,
-                                source,
-                            });
+                        let res = if n < 0 {
+                            -io::Error::last_os_error()
+                                .raw_os_error()
+                                .unwrap_or(libc::EIO)
+                        } else {
+                            n as i32
+                        };
+                        if res == -libc::EINTR {
+                            continue;
                         }
-                        if n as usize != size {
+                        if let Some(e) = super::uring::check(res, size, offset, write) {
                             failed.store(true, Ordering::Relaxed);
-                            return Err(EngineError::Short {
-                                op,
-                                offset,
-                                len: size as u64,
-                                done: n as u64,
-                            });
+                            return Err(e);
                         }
                         rec.complete(now, Instant::now(), offset, write);
                     }

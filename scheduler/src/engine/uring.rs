@@ -176,7 +176,7 @@ pub(crate) fn run_job(
 }
 
 /// Turns a completion result into an error: negative errno, or a short transfer.
-fn check(res: i32, size: usize, offset: u64, write: bool) -> Option<EngineError> {
+pub(crate) fn check(res: i32, size: usize, offset: u64, write: bool) -> Option<EngineError> {
     let op = if write { "write" } else { "read" };
     if res < 0 {
         Some(EngineError::Io {
