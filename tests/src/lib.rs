@@ -164,3 +164,14 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+/// Asserts that `dir` holds nothing: no test file was left behind.
+#[track_caller]
+pub fn assert_empty(dir: &Path) {
+    let left = entries(dir);
+    assert!(
+        left.is_empty(),
+        "left behind in {}: {left:?}",
+        dir.display()
+    );
+}

@@ -116,11 +116,7 @@ fn the_reference_job_file_runs_unchanged() {
         Some(5000)
     );
     assert!(shards[0]["statistics"]["aio_retries"].as_u64().is_some());
-    assert!(
-        entries(storage.path()).is_empty(),
-        "left behind: {:?}",
-        entries(storage.path())
-    );
+    e2e::assert_empty(storage.path());
 }
 
 #[test]
@@ -240,11 +236,7 @@ fn every_job_type_and_option() {
             .unwrap()
             > 0
     );
-    assert!(
-        entries(storage.path()).is_empty(),
-        "left behind: {:?}",
-        entries(storage.path())
-    );
+    e2e::assert_empty(storage.path());
 }
 
 #[test]
@@ -502,11 +494,7 @@ fn ctrl_c_removes_every_file() {
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert_eq!(status.code(), Some(130), "{stderr}");
-    assert!(
-        entries(storage.path()).is_empty(),
-        "left behind: {:?}",
-        entries(storage.path())
-    );
+    e2e::assert_empty(storage.path());
 }
 
 /// `class: <another job>` shares that job's class (whatever the order of the jobs): both jobs

@@ -127,11 +127,7 @@ fn check_full_run(eval: &Path, engine: &str) {
         sw["total"]["bandwidth"].as_f64().unwrap().round() as u64,
         d.write_bandwidth
     );
-    assert!(
-        entries(eval).is_empty(),
-        "{engine}: evaluation directory not empty: {:?}",
-        entries(eval)
-    );
+    e2e::assert_empty(eval);
 }
 
 #[test]
@@ -170,11 +166,7 @@ fn expect_error(args: &[&str], needle: &str) {
     );
     assert!(!stderr.contains("panicked"), "{args:?} panicked:\n{stderr}");
     assert!(!props.exists(), "{args:?} wrote a properties file");
-    assert!(
-        entries(out_dir.path()).is_empty(),
-        "{args:?} left {:?}",
-        entries(out_dir.path())
-    );
+    e2e::assert_empty(out_dir.path());
 }
 
 #[test]
@@ -288,11 +280,7 @@ fn ctrl_c_leaves_nothing_behind() {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(stderr.contains("interrupted"), "{stderr}");
     assert!(!props.exists());
-    assert!(
-        entries(eval.path()).is_empty(),
-        "left behind: {:?}",
-        entries(eval.path())
-    );
+    e2e::assert_empty(eval.path());
     assert!(entries(out_dir.path()).is_empty());
 }
 
