@@ -8,6 +8,7 @@
 #   write_bandwidth  "sequential write"      read_bandwidth  "sequential read"
 #   write_iops       "random write <size>"   read_iops       "random read <size>"
 # Each fio job gets the ramp of the matching iotune phase (the sequential write ramps through its warm-up).
+# Rounds alternate which tool runs first.
 #
 # How to read it: the table gives per figure the medians over rounds and the median of the
 # per-round ratios iotune/fio (runs back to back, so host drift mostly cancels out).
@@ -86,10 +87,10 @@ else:  # "round N tsv" or "table tsv ROUNDS": tsv lines are "round key iotune fi
 EOF
 helper() { python3 "$work/helper.py" "$@"; }
 
-for round in $(seq 1 "$ROUNDS"); do
-    # --- our iotune ---
+run_iotune() {  # round -> sets $rep and the phases array
+    local round=$1
     rep=$work/iotune.$round.json
-    mkdir -p "$work/iotune"
+    rm -rf "$work/iotune"; mkdir -p "$work/iotune"
     echo "round $round/$ROUNDS: iotune (duration $D s, $S shards, file $F) ..." >&2
     if ! "$iotune" --evaluation-directory "$work/iotune" --duration "$D" --smp "$S" \
         --file-size "$F" --ramp-time "$R" --report "$rep" \
@@ -99,9 +100,10 @@ for round in $(seq 1 "$ROUNDS"); do
     fi
     mapfile -t phases < <(helper phases "$rep") || die "cannot read the phases of $rep"
     [ "${#phases[@]}" -eq 4 ] || die "expected 4 phases in $rep"
+}
 
-    # --- fio: fill S files fully, then the four equivalent jobs on them ---
-    sub=$work/fio.$round
+run_fio() {  # round -> "key fio_value" lines in $work/fio.$round.tsv, with the settings of $rep
+    local round=$1 sub=$work/fio.$round
     mkdir -p "$sub"
     fill=$(helper fill-size "$rep")
     common=(--name=fill --directory="$sub" --nrfiles=1 --direct=1 --ioengine=io_uring --thread
@@ -109,16 +111,33 @@ for round in $(seq 1 "$ROUNDS"); do
     echo "round $round/$ROUNDS: fio (fill $S x $fill bytes, then 4 jobs) ..." >&2
     fio "${common[@]}" --numjobs="$S" --size="$fill" --rw=write --bs=1M --iodepth=4 \
         --output-format=json --output="$sub/fill.json" || die "fio fill failed"
+    : >"$work/fio.$round.tsv"
     for line in "${phases[@]}"; do
-        read -r key rw bs depth jobs region runtime ramp value <<<"$line"
+        read -r key rw bs depth jobs region runtime ramp _ <<<"$line"
         out=$sub/$key.json
         fio "${common[@]}" --rw="$rw" --bs="$bs" --iodepth="$depth" --numjobs="$jobs" \
             --size="$region" --group_reporting --time_based --runtime="$runtime" \
             --ramp_time="$ramp" --norandommap --randrepeat=0 --output-format=json \
             --output="$out" || die "fio $rw failed (bs $bs, depth $depth, jobs $jobs)"
-        echo "$round $key $value $(helper fio "$out" "$key")" >>"$work/rounds.tsv"
+        echo "$key $(helper fio "$out" "$key")" >>"$work/fio.$round.tsv"
     done
     rm -rf "$sub"
+}
+
+# The disk drifts: alternate which tool goes first (even rounds run fio first, with the
+# previous round's iotune settings), so neither always meets the host's cache in one state.
+for round in $(seq 1 "$ROUNDS"); do
+    if [ $((round % 2)) -eq 0 ]; then
+        run_fio "$round"
+        run_iotune "$round"
+    else
+        run_iotune "$round"
+        run_fio "$round"
+    fi
+    for line in "${phases[@]}"; do
+        read -r key _ _ _ _ _ _ _ value <<<"$line"
+        echo "$round $key $value $(awk -v k="$key" '$1 == k { print $2 }' "$work/fio.$round.tsv")" >>"$work/rounds.tsv"
+    done
     helper round "$round" "$work/rounds.tsv"
 done
 
