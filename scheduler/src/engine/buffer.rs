@@ -1,6 +1,9 @@
 //! Aligned I/O buffers for O_DIRECT.
 
-use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::alloc::{alloc, dealloc, Layout};
+
+/// Transparent huge page size on x86-64 and arm64 (4 KiB base pages), bytes.
+const HUGE_PAGE: usize = 2 << 20;
 use std::ptr::NonNull;
 
 /// One contiguous, aligned allocation cut into `count` slots of `slot_size` bytes.
@@ -8,11 +11,20 @@ use std::ptr::NonNull;
 /// O_DIRECT needs the memory address aligned to the device's DIO memory alignment (statx
 /// `stx_dio_mem_align`, at most a page in practice); we align to at least 4096 bytes. The arena
 /// is allocated with `std::alloc` and freed in `Drop`.
+///
+/// Arenas of 2 MiB or more are 2 MiB-aligned and advised for transparent huge pages: a large
+/// request over scattered 4 KiB pages needs one device segment per page, and a 1 MiB request
+/// (256 pages) then exceeds a typical `max_segments` (254 on virtio, 127 to 255 on NVMe) and
+/// reaches the disk split in two, so the tool would measure smaller requests than it claims.
+/// A registered (fixed) buffer keeps one segment per page even where pages happen to be
+/// contiguous, so it is only used for large requests when huge pages back the arena
+/// ([`BufferArena::registrable`]).
 pub struct BufferArena {
     ptr: NonNull<u8>,
     layout: Layout,
     slot_size: usize,
     count: usize,
+    huge: bool,
 }
 
 // SAFETY: the arena owns its allocation exclusively; moving it to another thread moves that
@@ -27,28 +39,55 @@ impl BufferArena {
     ///
     /// Returns `None` when the size overflows or the allocator refuses.
     pub fn new_random(count: usize, slot_size: usize, align: usize, seed: u64) -> Option<Self> {
-        let align = align.max(4096).next_power_of_two();
-        let size = count.checked_mul(slot_size)?.max(align);
+        let mut align = align.max(4096).next_power_of_two();
+        let mut size = count.checked_mul(slot_size)?.max(align);
+        if size >= HUGE_PAGE {
+            align = align.max(HUGE_PAGE);
+            size = size.checked_next_multiple_of(HUGE_PAGE)?;
+        }
         let layout = Layout::from_size_align(size, align).ok()?;
         // SAFETY: layout has non-zero size (at least `align`).
-        let ptr = NonNull::new(unsafe { alloc_zeroed(layout) })?;
-        let mut arena = BufferArena {
+        let ptr = NonNull::new(unsafe { alloc(layout) })?;
+        // Advice before the first touch, so the faults below allocate huge pages.
+        let huge = size >= HUGE_PAGE && thp_available() && {
+            // SAFETY: ptr..ptr+size is our own fresh allocation; the advice only changes how its
+            // pages are backed. On failure (THP off, old kernel) 4 KiB pages back it.
+            unsafe { libc::madvise(ptr.as_ptr().cast(), size, libc::MADV_HUGEPAGE) == 0 }
+        };
+        let words = size / 8;
+        let mut rng = super::rng::Rng::new(seed);
+        for i in 0..words {
+            // SAFETY: i < size / 8 keeps the write inside the allocation, whose 4096-byte
+            // alignment makes every u64 slot aligned; writing initialises the memory.
+            unsafe { ptr.as_ptr().cast::<u64>().add(i).write(rng.next_u64()) };
+        }
+        // The allocator may hand back memory already faulted in with small pages (the advice
+        // only affects new faults): collapse it into huge pages now (Linux 6.1+). If that fails
+        // the arena keeps small pages and is not registered for large requests; before 6.1
+        // (EINVAL) the advice is all there is and is trusted.
+        let huge = huge && {
+            // SAFETY: as for the advice above; collapsing keeps the contents.
+            let rc = unsafe { libc::madvise(ptr.as_ptr().cast(), size, libc::MADV_COLLAPSE) };
+            rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL)
+        };
+        Some(BufferArena {
             ptr,
             layout,
             slot_size,
             count,
-        };
-        let mut rng = super::rng::Rng::new(seed);
-        for chunk in arena.as_mut_slice().chunks_mut(8) {
-            let v = rng.next_u64().to_ne_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-        Some(arena)
+            huge,
+        })
     }
 
-    fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: ptr is valid for layout.size() bytes and uniquely borrowed through &mut self.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.layout.size()) }
+    /// Whether transparent huge pages were requested for the arena (and THP is not disabled).
+    pub fn huge_pages(&self) -> bool {
+        self.huge
+    }
+
+    /// Whether registering the arena with io_uring keeps `request_size`-byte requests whole:
+    /// requests up to 64 KiB (16 pages, far below any segment limit), or a huge-page arena.
+    pub fn registrable(&self, request_size: usize) -> bool {
+        request_size <= 64 << 10 || self.huge
     }
 
     /// Size of one slot, bytes.
@@ -105,6 +144,17 @@ impl BufferArena {
     }
 }
 
+/// Whether transparent huge pages can back an `madvise`d mapping: the mode in
+/// `/sys/kernel/mm/transparent_hugepage/enabled` is `always` or `madvise` (read once).
+fn thp_available() -> bool {
+    static MODE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *MODE.get_or_init(|| {
+        std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+            .map(|m| m.contains("[always]") || m.contains("[madvise]"))
+            .unwrap_or(false)
+    })
+}
+
 impl Drop for BufferArena {
     fn drop(&mut self) {
         // SAFETY: ptr was allocated with exactly this layout in `new_random`.
@@ -152,5 +202,53 @@ mod tests {
         // SAFETY: as above.
         let s1 = unsafe { std::slice::from_raw_parts(a.slot_ptr(1), 16) };
         assert_ne!(s0, s1);
+    }
+
+    /// AnonHugePages (bytes) of the mapping that holds `addr`, from /proc/self/smaps.
+    fn huge_bytes_at(addr: usize) -> Option<u64> {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+        let mut inside = false;
+        for line in smaps.lines() {
+            let head = line.split_whitespace().next().unwrap_or("");
+            if let Some((lo, hi)) = head.split_once('-') {
+                if let (Ok(lo), Ok(hi)) =
+                    (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+                {
+                    inside = (lo..hi).contains(&addr);
+                    continue;
+                }
+            }
+            if inside {
+                if let Some(kb) = line.strip_prefix("AnonHugePages:") {
+                    return kb
+                        .trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                        .map(|k| k << 10);
+                }
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn large_arenas_are_backed_by_huge_pages() {
+        if !thp_available() {
+            eprintln!("SKIP: transparent huge pages are disabled on this machine");
+            return;
+        }
+        let a = BufferArena::new_random(4, 1 << 20, 4096, 3).unwrap();
+        assert_eq!(a.slot_ptr(0) as usize % HUGE_PAGE, 0, "2 MiB-aligned");
+        assert!(a.huge_pages() && a.registrable(1 << 20));
+        let huge = huge_bytes_at(a.slot_ptr(0) as usize).expect("arena mapping in smaps");
+        assert!(
+            huge >= 4 << 20,
+            "only {huge} bytes of the 4 MiB arena are in huge pages"
+        );
+        // Small arenas stay on small pages and register only for small requests.
+        let small = BufferArena::new_random(128, 4096, 4096, 3).unwrap();
+        assert!(!small.huge_pages() && small.registrable(4096) && !small.registrable(1 << 20));
     }
 }

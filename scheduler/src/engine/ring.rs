@@ -115,8 +115,8 @@ impl Ring {
                 let fixed_files = ring.submitter().register_files(files).is_ok();
                 // SAFETY: the arena is owned by this Ring (Arc) and outlives the io_uring, which
                 // `Drop` tears down first after draining every request.
-                let fixed_bufs =
-                    unsafe { ring.submitter().register_buffers(&[bufs.iovec()]) }.is_ok();
+                let fixed_bufs = bufs.registrable(slot_size)
+                    && unsafe { ring.submitter().register_buffers(&[bufs.iovec()]) }.is_ok();
                 Backend::Uring {
                     ring,
                     fixed_files,

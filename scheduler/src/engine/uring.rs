@@ -61,7 +61,8 @@ pub(crate) fn run_job(
     let fixed_file = ring.submitter().register_files(&[fd]).is_ok();
     // SAFETY: the arena outlives the ring (declared before it), and its memory is never freed
     // or moved while registered.
-    let fixed_bufs = unsafe { ring.submitter().register_buffers(&[bufs.iovec()]) }.is_ok();
+    let fixed_bufs = bufs.registrable(size)
+        && unsafe { ring.submitter().register_buffers(&[bufs.iovec()]) }.is_ok();
 
     let write = job.direction == Direction::Write;
     let cpu_start = thread_cpu_time();
