@@ -4,6 +4,7 @@
 //! its defects fixed: all shards write at once, reads only touch data this run wrote, random
 //! requests default to the physical block size, write buffers are incompressible.
 
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
@@ -11,11 +12,11 @@ use anyhow::{bail, Context, Result};
 use scheduler::engine::{
     self, Direction, EngineKind, JobResult, JobSpec, Pattern, ShardPlan, TestFile,
 };
-use scheduler::topology::Topology;
+use scheduler::topology::{DeviceCounters, Topology};
 
 use crate::options::Options;
 use crate::progress::Progress;
-use crate::report::{DiskReport, PhaseReport, Results};
+use crate::report::{DeviceRequests, DiskReport, PhaseReport, Results};
 
 const KIB: u64 = 1024;
 const MIB: f64 = 1024.0 * 1024.0;
@@ -134,6 +135,7 @@ impl<'a> Calibration<'a> {
         let mut bar = self.progress.phase(name, total);
         let ramp = jobs[0].ramp;
         let mut pending = announce;
+        let before = self.device_counters();
         let results: Vec<JobResult> = engine::run_shards(self.kind, &plans, self.stop, &mut |t| {
             bar.tick(t);
             if t >= ramp {
@@ -149,7 +151,8 @@ impl<'a> Calibration<'a> {
         for (i, r) in results.iter().enumerate() {
             self.written_end[i] = self.written_end[i].max(r.written_end);
         }
-        let phase = PhaseReport::new(name, dropped, &jobs, &results);
+        let mut phase = PhaseReport::new(name, dropped, &jobs, &results);
+        phase.device_requests = self.device_requests(&before, jobs[0].direction);
         let out = Outcome {
             iops: phase.total.iops,
             bandwidth: phase.total.bandwidth,
@@ -165,8 +168,45 @@ impl<'a> Calibration<'a> {
             phase.total.latency.p99_us,
             out.deviation * 100.0
         ));
+        if let Some(w) = request_shape_warning(&phase, self.topology) {
+            eprintln!("WARN: {w}");
+        }
         report.phases.push(phase);
         Ok(out)
+    }
+
+    /// Counters of every leaf disk that can be read (none without a block device).
+    fn device_counters(&self) -> Vec<(String, DeviceCounters)> {
+        self.topology
+            .leaves()
+            .into_iter()
+            .filter_map(|d| {
+                DeviceCounters::read(Path::new("/sys"), d.dev)
+                    .ok()
+                    .map(|c| (d.name.clone(), c))
+            })
+            .collect()
+    }
+
+    fn device_requests(
+        &self,
+        before: &[(String, DeviceCounters)],
+        direction: Direction,
+    ) -> Vec<DeviceRequests> {
+        let after = self.device_counters();
+        before
+            .iter()
+            .filter_map(|(name, b)| {
+                let (_, a) = after.iter().find(|(n, _)| n == name)?;
+                let (requests, bytes) = a.since(b, direction == Direction::Write);
+                Some(DeviceRequests {
+                    device: name.clone(),
+                    requests,
+                    bytes,
+                    average_request_bytes: bytes.checked_div(requests).unwrap_or(0),
+                })
+            })
+            .collect()
     }
 
     fn shards(&self) -> usize {
@@ -437,4 +477,35 @@ mod tests {
         assert_eq!(with_deviation("1683 MiB/s".into(), 0.02, 3.0), "1683 MiB/s");
         assert_eq!(with_deviation("9 IOPS".into(), 0.031, 3.0), "9 IOPS");
     }
+}
+
+/// A warning when a phase's requests did not reach the disk at the size it claims to measure:
+/// merged (average more than 10% above the request size: the block layer joined adjacent
+/// requests, `nomerges` is not 2) or, on a single disk, split (more than 10% below: the
+/// device's `max_sectors_kb` or segment limits, or other I/O on the disk meanwhile). With
+/// several leaf disks, a striped device splits requests by design, so only merges are reported.
+fn request_shape_warning(phase: &PhaseReport, topology: &Topology) -> Option<String> {
+    let size = phase.request_size as f64;
+    let single = phase.device_requests.len() == 1;
+    let d = phase.device_requests.iter().find(|d| {
+        // Too few requests to judge (the phase barely ran, or the disk is not ours).
+        let avg = d.average_request_bytes as f64;
+        d.requests >= 100 && (avg > size * 1.1 || (single && avg < size * 0.9))
+    })?;
+    let avg = d.average_request_bytes;
+    let how = if avg as f64 > size {
+        let nomerges = topology
+            .leaves()
+            .iter()
+            .find(|l| l.name == d.device)
+            .and_then(|l| l.queue.nomerges)
+            .map_or("unknown".to_string(), |n| n.to_string());
+        format!("merged by the block layer (nomerges is {nomerges}; 2 disables merging)")
+    } else {
+        "split on the way (the device's max_sectors_kb or segment limits), or other I/O shared the disk".to_string()
+    };
+    Some(format!(
+        "{}: {} B requests reached {} as {avg} B on average ({} requests): {how}; the figure is for those",
+        phase.name, phase.request_size, d.device, d.requests
+    ))
 }

@@ -85,6 +85,23 @@ pub struct PhaseReport {
     pub total: Figures,
     /// Per shard.
     pub per_shard: Vec<ShardFigures>,
+    /// What each leaf disk was sent in this phase's direction, ramp included (empty without a
+    /// block device, e.g. on tmpfs). Other I/O on the disk meanwhile is counted too.
+    pub device_requests: Vec<DeviceRequests>,
+}
+
+/// Requests a leaf disk completed during a phase, from its sysfs `stat` counters.
+#[derive(Debug, Serialize)]
+pub struct DeviceRequests {
+    /// Kernel name of the disk, e.g. "nvme0n1".
+    pub device: String,
+    /// Requests completed in the phase's direction.
+    pub requests: u64,
+    /// Bytes they moved.
+    pub bytes: u64,
+    /// bytes / requests: equal to the request size when requests reached the disk whole,
+    /// larger when the block layer merged them, smaller when they were split.
+    pub average_request_bytes: u64,
 }
 
 /// Rates of a phase or a shard.
@@ -182,6 +199,7 @@ impl PhaseReport {
             region_bytes_per_shard: job.region_len,
             total,
             per_shard,
+            device_requests: Vec::new(),
         }
     }
 }

@@ -26,7 +26,8 @@ fn quick(dir: &Path) -> Vec<String> {
     .collect()
 }
 
-fn check_full_run(eval: &Path, engine: &str) {
+/// `on_disk`: the directory is on a block device (its requests show in the disk's counters).
+fn check_full_run(eval: &Path, engine: &str, on_disk: bool) {
     let out_dir = tempfile::tempdir().unwrap();
     let props = out_dir.path().join("io-properties.yaml");
     let report = out_dir.path().join("report.json");
@@ -118,6 +119,20 @@ fn check_full_run(eval: &Path, engine: &str) {
             ph["total"]["latency"]["p99_us"].as_f64().unwrap()
                 >= ph["total"]["latency"]["p50_us"].as_f64().unwrap()
         );
+        // O_DIRECT: every measured byte went to the disk, which counted it (ramp included).
+        let dev = ph["device_requests"].as_array().unwrap();
+        if on_disk {
+            let measured =
+                ph["total"]["requests"].as_u64().unwrap() * ph["request_size"].as_u64().unwrap();
+            let sent: u64 = dev.iter().map(|d| d["bytes"].as_u64().unwrap()).sum();
+            assert!(
+                sent >= measured,
+                "{}: disk counted {sent} B, iotune measured {measured} B",
+                ph["name"]
+            );
+        } else {
+            assert!(dev.is_empty(), "{}: no disk, yet {dev:?}", ph["name"]);
+        }
     }
     let sw = phases
         .iter()
@@ -135,7 +150,7 @@ fn full_run_on_the_work_disk_with_both_engines() {
     let _serial = e2e::serial();
     let eval = disk_dir();
     for engine in ["uring", "threads"] {
-        check_full_run(eval.path(), engine);
+        check_full_run(eval.path(), engine, true);
     }
 }
 
@@ -147,7 +162,7 @@ fn full_run_on_tmpfs_without_a_block_device() {
         return;
     }
     let eval = tempfile::tempdir_in("/dev/shm").unwrap();
-    check_full_run(eval.path(), "uring");
+    check_full_run(eval.path(), "uring", false);
 }
 
 /// Runs iotune with `args` and expects a clear error: non-zero exit, `needle` on stderr, no
