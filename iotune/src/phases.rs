@@ -17,6 +17,7 @@ use scheduler::topology::{DeviceCounters, Topology};
 use crate::options::Options;
 use crate::progress::Progress;
 use crate::report::{DeviceRequests, DiskReport, PhaseReport, Results};
+use crate::stats::Trend;
 
 const KIB: u64 = 1024;
 const MIB: f64 = 1024.0 * 1024.0;
@@ -170,6 +171,18 @@ impl<'a> Calibration<'a> {
         ));
         if let Some(w) = request_shape_warning(&phase, self.topology) {
             eprintln!("WARN: {w}");
+        }
+        let trend = Trend {
+            drift: phase.drift,
+            t: phase.drift_t,
+        };
+        if !dropped && trend.unsteady(self.opts.accuracy / 100.0) {
+            eprintln!(
+                "WARN: {name}: throughput {} {:.1}% across the {:.0} s measured (per-second trend): the disk is not in a steady state, so this figure is not what it sustains; measure longer (--duration)",
+                if phase.drift < 0.0 { "fell" } else { "rose" },
+                phase.drift.abs() * 100.0,
+                jobs[0].measure.as_secs_f64()
+            );
         }
         report.phases.push(phase);
         Ok(out)

@@ -10,7 +10,7 @@ use scheduler::engine::{Direction, EngineKind, JobResult, JobSpec, Pattern, Seco
 use scheduler::topology::Topology;
 use serde::Serialize;
 
-use crate::stats::{deviation, Latency};
+use crate::stats::{deviation, Latency, Trend};
 
 /// Everything a run measured.
 #[derive(Debug, Serialize)]
@@ -85,6 +85,11 @@ pub struct PhaseReport {
     pub total: Figures,
     /// Per shard.
     pub per_shard: Vec<ShardFigures>,
+    /// Drift of the per-second totals across the measured window (see `stats::Trend`):
+    /// -0.08 means throughput fell 8% from the first to the last second.
+    pub drift: f64,
+    /// That drift over its standard error (|t| >= 3: a trend, not noise).
+    pub drift_t: f64,
     /// What each leaf disk was sent in this phase's direction, ramp included (empty without a
     /// block device, e.g. on tmpfs). Other I/O on the disk meanwhile is counted too.
     pub device_requests: Vec<DeviceRequests>,
@@ -186,6 +191,7 @@ impl PhaseReport {
             deviation: phase_deviation(job.pattern, &per_shard, results),
             latency: Latency::from_ns(&all),
         };
+        let trend = Trend::of(&per_second_totals(results));
         PhaseReport {
             name: name.to_string(),
             dropped,
@@ -198,10 +204,20 @@ impl PhaseReport {
             measure_s: job.measure.as_secs_f64(),
             region_bytes_per_shard: job.region_len,
             total,
+            drift: trend.drift,
+            drift_t: trend.t,
             per_shard,
             device_requests: Vec::new(),
         }
     }
+}
+
+/// Requests per second summed over shards, for the seconds every shard measured.
+fn per_second_totals(results: &[JobResult]) -> Vec<u64> {
+    let seconds = results.iter().map(|r| r.samples.len()).min().unwrap_or(0);
+    (0..seconds)
+        .map(|i| results.iter().map(|r| r.samples[i].requests).sum())
+        .collect()
 }
 
 /// The phase's deviation: for sequential phases, of the per-second totals over all shards
@@ -209,13 +225,7 @@ impl PhaseReport {
 /// for random phases, the largest shard's, as the reference reports it.
 fn phase_deviation(pattern: Pattern, per_shard: &[ShardFigures], results: &[JobResult]) -> f64 {
     match pattern {
-        Pattern::Sequential => {
-            let seconds = results.iter().map(|r| r.samples.len()).min().unwrap_or(0);
-            let totals: Vec<u64> = (0..seconds)
-                .map(|i| results.iter().map(|r| r.samples[i].requests).sum())
-                .collect();
-            deviation(&totals)
-        }
+        Pattern::Sequential => deviation(&per_second_totals(results)),
         Pattern::Random => per_shard
             .iter()
             .map(|s| s.figures.deviation)

@@ -23,6 +23,61 @@ pub fn deviation(per_second_requests: &[u64]) -> f64 {
     var.sqrt() / mean
 }
 
+/// Trend of a throughput series across its window, by least squares on the per-second counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Trend {
+    /// Slope times the window's span, over the mean: -0.08 = fell 8% from first to last second.
+    pub drift: f64,
+    /// Slope over its standard error: how far the trend stands out of the second-to-second noise
+    /// (|t| >= 3 is a trend, not noise; ±1e9 for a noiseless slope, which JSON can carry).
+    pub t: f64,
+}
+
+impl Trend {
+    /// The trend of `per_second_requests`; zero with fewer than three samples or a zero mean.
+    pub fn of(per_second_requests: &[u64]) -> Trend {
+        let n = per_second_requests.len();
+        if n < 3 {
+            return Trend::default();
+        }
+        let nf = n as f64;
+        let mean_x = (nf - 1.0) / 2.0;
+        let mean_y = per_second_requests.iter().map(|&v| v as f64).sum::<f64>() / nf;
+        if mean_y == 0.0 {
+            return Trend::default();
+        }
+        let (mut sxy, mut sxx) = (0.0, 0.0);
+        for (i, &v) in per_second_requests.iter().enumerate() {
+            let dx = i as f64 - mean_x;
+            sxy += dx * (v as f64 - mean_y);
+            sxx += dx * dx;
+        }
+        let slope = sxy / sxx;
+        let residual: f64 = per_second_requests
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (v as f64 - mean_y - slope * (i as f64 - mean_x)).powi(2))
+            .sum();
+        let se = (residual / (nf - 2.0) / sxx).sqrt();
+        Trend {
+            drift: slope * (nf - 1.0) / mean_y,
+            t: if se > 0.0 {
+                slope / se
+            } else if slope == 0.0 {
+                0.0
+            } else {
+                slope.signum() * 1e9
+            },
+        }
+    }
+
+    /// Whether the window was not steady: it drifted by more than `accuracy` (a fraction) and the
+    /// drift is a trend rather than noise.
+    pub fn unsteady(&self, accuracy: f64) -> bool {
+        self.drift.abs() > accuracy && self.t.abs() >= 3.0
+    }
+}
+
 /// Completion latency summary, microseconds.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
 pub struct Latency {
@@ -58,6 +113,23 @@ impl Latency {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trend_of_flat_falling_noisy_and_short_series() {
+        assert_eq!(Trend::of(&[100, 100, 100, 100]), Trend::default());
+        // 110 -> 90 across the window: a fall of 20 around a mean of 100, without noise.
+        let t = Trend::of(&[110, 105, 100, 95, 90]);
+        assert!((t.drift + 0.2).abs() < 1e-12, "{t:?}");
+        assert!(t.unsteady(0.03));
+        assert!(Trend::of(&[90, 96, 99, 106, 110]).unsteady(0.03));
+        // Noise without a trend is steady even when a chance slope exceeds the accuracy.
+        let noisy = Trend::of(&[100, 108, 93, 104, 95, 103, 97, 106]);
+        assert!(noisy.t.abs() < 3.0 && !noisy.unsteady(0.03), "{noisy:?}");
+        // A trend inside the accuracy is steady; two samples are no trend.
+        assert!(!Trend::of(&[101, 100, 99]).unsteady(0.03));
+        assert_eq!(Trend::of(&[1, 1000]), Trend::default());
+        assert_eq!(Trend::of(&[0, 0, 0]), Trend::default());
+    }
 
     #[test]
     fn deviation_is_population_std_over_mean() {

@@ -119,6 +119,11 @@ fn check_full_run(eval: &Path, engine: &str, on_disk: bool) {
             ph["total"]["latency"]["p99_us"].as_f64().unwrap()
                 >= ph["total"]["latency"]["p50_us"].as_f64().unwrap()
         );
+        assert!(
+            ph["drift"].is_f64() && ph["drift_t"].is_f64(),
+            "{}: no trend",
+            ph["name"]
+        );
         // O_DIRECT: every measured byte went to the disk, which counted it (ramp included).
         let dev = ph["device_requests"].as_array().unwrap();
         if on_disk {
