@@ -461,37 +461,6 @@ pub fn results(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn block_size_pick() {
-        let sizes = [512, 1024, 2048, 4096, 8192];
-        // RMW below 4 KiB: IOPS jump at 4096, then flat.
-        assert_eq!(
-            pick_block_size(&sizes, &[10e3, 11e3, 12e3, 40e3, 39e3]),
-            4096
-        );
-        // Honest 512-byte device: flat from the start.
-        assert_eq!(
-            pick_block_size(&sizes, &[50e3, 49e3, 48e3, 45e3, 40e3]),
-            512
-        );
-        assert_eq!(pick_block_size(&[4096], &[1.0]), 4096);
-    }
-
-    #[test]
-    fn deviation_suffix() {
-        assert_eq!(
-            with_deviation("1683 MiB/s".into(), 0.05, 3.0),
-            "1683 MiB/s (deviation 5%)"
-        );
-        assert_eq!(with_deviation("1683 MiB/s".into(), 0.02, 3.0), "1683 MiB/s");
-        assert_eq!(with_deviation("9 IOPS".into(), 0.031, 3.0), "9 IOPS");
-    }
-}
-
 /// A warning when a phase's requests did not reach the disk at the size it claims to measure:
 /// merged (average more than 10% above the request size: the block layer joined adjacent
 /// requests, `nomerges` is not 2) or, on a single disk, split (more than 10% below: the
@@ -521,4 +490,35 @@ fn request_shape_warning(phase: &PhaseReport, topology: &Topology) -> Option<Str
         "{}: {} B requests reached {} as {avg} B on average ({} requests): {how}; the figure is for those",
         phase.name, phase.request_size, d.device, d.requests
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_size_pick() {
+        let sizes = [512, 1024, 2048, 4096, 8192];
+        // RMW below 4 KiB: IOPS jump at 4096, then flat.
+        assert_eq!(
+            pick_block_size(&sizes, &[10e3, 11e3, 12e3, 40e3, 39e3]),
+            4096
+        );
+        // Honest 512-byte device: flat from the start.
+        assert_eq!(
+            pick_block_size(&sizes, &[50e3, 49e3, 48e3, 45e3, 40e3]),
+            512
+        );
+        assert_eq!(pick_block_size(&[4096], &[1.0]), 4096);
+    }
+
+    #[test]
+    fn deviation_suffix() {
+        assert_eq!(
+            with_deviation("1683 MiB/s".into(), 0.05, 3.0),
+            "1683 MiB/s (deviation 5%)"
+        );
+        assert_eq!(with_deviation("1683 MiB/s".into(), 0.02, 3.0), "1683 MiB/s");
+        assert_eq!(with_deviation("9 IOPS".into(), 0.031, 3.0), "9 IOPS");
+    }
 }
