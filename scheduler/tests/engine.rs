@@ -124,6 +124,53 @@ fn stop_flag_interrupts_and_drains() {
 }
 
 #[test]
+fn finishing_early_keeps_the_whole_seconds_measured() {
+    let d = tempfile::tempdir().unwrap();
+    for kind in kinds() {
+        let f = TestFile::create_unlinked(d.path(), 8 * MIB).unwrap();
+        let stop = AtomicBool::new(false);
+        let mut j = job(Direction::Write, Pattern::Random, 4096, 8, 8 * MIB);
+        j.ramp = Duration::from_millis(200);
+        j.measure = Duration::from_secs(60);
+        let plans = [
+            ShardPlan {
+                file: &f,
+                job: j.clone(),
+            },
+            ShardPlan { file: &f, job: j },
+        ];
+        let t = std::time::Instant::now();
+        let mut seen = 0;
+        let res = engine::run_shards_until(kind, &plans, &stop, &mut |el, done| {
+            assert!(done >= seen, "completions only grow");
+            seen = done;
+            el > Duration::from_millis(2700)
+        })
+        .unwrap();
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{kind}: did not finish early"
+        );
+        assert!(seen > 0, "{kind}: the tick never saw a completion");
+        for r in &res {
+            // 2.7 s minus the 0.2 s ramp: two whole seconds (the partial third one is dropped).
+            assert_eq!(r.measured, Duration::from_secs(2), "{kind}");
+            assert_eq!(r.samples.len(), 2, "{kind}");
+            assert_eq!(
+                r.requests,
+                r.samples.iter().map(|s| s.requests).sum::<u64>()
+            );
+            assert!(r.requests > 0 && r.iops() > 0.0);
+            let mut last = r.clone();
+            last.keep_last(1);
+            assert_eq!(last.requests, r.samples[1].requests);
+            assert_eq!(last.ramp_requests, r.ramp_requests + r.samples[0].requests);
+            assert_eq!(last.measured, Duration::from_secs(1));
+        }
+    }
+}
+
+#[test]
 fn reading_past_the_end_is_an_error_not_a_panic() {
     let d = tempfile::tempdir().unwrap();
     for kind in kinds() {

@@ -80,14 +80,36 @@ pub struct JobResult {
 }
 
 impl JobResult {
-    /// Requests per second over the measured window.
+    /// Requests per second over the measured window (0 for an empty window).
     pub fn iops(&self) -> f64 {
+        if self.measured.is_zero() {
+            return 0.0;
+        }
         self.requests as f64 / self.measured.as_secs_f64()
     }
 
-    /// Bytes per second over the measured window.
+    /// Bytes per second over the measured window (0 for an empty window).
     pub fn bandwidth(&self) -> f64 {
+        if self.measured.is_zero() {
+            return 0.0;
+        }
         self.bytes as f64 / self.measured.as_secs_f64()
+    }
+
+    /// Keeps only the last `seconds` whole seconds as the measured window: earlier seconds'
+    /// requests count as ramp (for a window chosen after the fact, e.g. the steady one).
+    /// The latency histogram keeps every measured second. No-op when fewer are measured.
+    pub fn keep_last(&mut self, seconds: usize) {
+        if seconds >= self.samples.len() {
+            return;
+        }
+        let dropped = self.samples.len() - seconds;
+        let moved: u64 = self.samples[..dropped].iter().map(|s| s.requests).sum();
+        self.samples.drain(..dropped);
+        self.ramp_requests += moved;
+        self.requests = self.samples.iter().map(|s| s.requests).sum();
+        self.bytes = self.samples.iter().map(|s| s.bytes).sum();
+        self.measured = Duration::from_secs(seconds as u64);
     }
 }
 
@@ -146,6 +168,10 @@ pub(crate) struct Recorder {
     per_second: Vec<SecondSample>,
     hist: Histogram<u64>,
     written_end: u64,
+    /// Every completion seen, ramp and drain included (for `Live`).
+    seen: u64,
+    /// The window was ended early by `cut`.
+    cut: bool,
 }
 
 impl Recorder {
@@ -161,7 +187,24 @@ impl Recorder {
             per_second: vec![SecondSample::default(); seconds],
             hist: super::latency_histogram(),
             written_end: 0,
+            seen: 0,
+            cut: false,
         }
+    }
+
+    /// Ends the measured window at `now` if it is still open: later completions are not
+    /// counted, and `finish` keeps only the whole seconds measured (the partial last one would
+    /// bias the rate).
+    pub(crate) fn cut(&mut self, now: Instant) {
+        if now < self.end {
+            self.end = now.max(self.ramp_end);
+            self.cut = true;
+        }
+    }
+
+    /// Completions seen so far, ramp included.
+    pub(crate) fn seen(&self) -> u64 {
+        self.seen
     }
 
     /// The time at which submission stops.
@@ -173,6 +216,7 @@ impl Recorder {
     /// and reaped at `now`.
     #[inline]
     pub(crate) fn complete(&mut self, submitted: Instant, now: Instant, offset: u64, write: bool) {
+        self.seen += 1;
         if write {
             self.written_end = self.written_end.max(offset + self.size);
         }
@@ -204,6 +248,10 @@ impl Recorder {
         // Same bounds on both sides, so adding cannot fail.
         let _ = self.hist.add(&other.hist);
         self.written_end = self.written_end.max(other.written_end);
+        self.seen += other.seen;
+        // Workers cut a request apart: the earliest end bounds the whole seconds kept.
+        self.end = self.end.min(other.end);
+        self.cut |= other.cut;
     }
 
     pub(crate) fn finish(
@@ -213,14 +261,21 @@ impl Recorder {
         cpu: Duration,
         registered: bool,
     ) -> JobResult {
-        let whole = job.measure.as_secs() as usize;
         let mut samples = self.per_second;
-        samples.truncate(whole);
         let _ = self.start;
+        let (requests, measured) = if self.cut {
+            let whole = (self.end - self.ramp_end).as_secs();
+            samples.truncate(whole as usize);
+            let kept: u64 = samples.iter().map(|s| s.requests).sum();
+            (kept, Duration::from_secs(whole))
+        } else {
+            samples.truncate(job.measure.as_secs() as usize);
+            (self.requests, job.measure)
+        };
         JobResult {
-            requests: self.requests,
-            bytes: self.requests * self.size,
-            measured: job.measure,
+            requests,
+            bytes: requests * self.size,
+            measured,
             ramp_requests: self.ramp_requests,
             samples,
             latency_ns: self.hist,

@@ -23,7 +23,7 @@ mod uring;
 use std::io;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub use buffer::BufferArena;
@@ -180,6 +180,14 @@ pub struct ShardPlan<'a> {
     pub job: JobSpec,
 }
 
+/// A running job's link to its caller: completions so far (published once per reap batch, or
+/// per request by the threads engine) and a request to end the measured window early.
+#[derive(Debug, Default)]
+pub(crate) struct Live {
+    pub(crate) completed: AtomicU64,
+    pub(crate) finish: AtomicBool,
+}
+
 /// Runs every plan on its own thread (pinned to a CPU when possible), all starting together,
 /// and returns the results in plan order.
 ///
@@ -192,6 +200,23 @@ pub fn run_shards(
     stop: &AtomicBool,
     tick: &mut dyn FnMut(Duration),
 ) -> Result<Vec<JobResult>, EngineError> {
+    run_shards_until(kind, plans, stop, &mut |t, _| {
+        tick(t);
+        false
+    })
+}
+
+/// [`run_shards`] whose `tick` also sees the requests completed so far over all shards (ramp
+/// included) and can end the measured window early by returning `true`: every shard then stops
+/// submitting, drains, and returns its result for the whole seconds measured until then
+/// (`JobResult::measured` says how long; `samples` holds them). This is how a caller measures
+/// until a condition holds, e.g. a steady state, with `JobSpec::measure` as the upper bound.
+pub fn run_shards_until(
+    kind: EngineKind,
+    plans: &[ShardPlan<'_>],
+    stop: &AtomicBool,
+    tick: &mut dyn FnMut(Duration, u64) -> bool,
+) -> Result<Vec<JobResult>, EngineError> {
     for p in plans {
         validate(&p.job)?;
     }
@@ -200,11 +225,12 @@ pub fn run_shards(
     // `abort` raised, so they return at once and the spawn error is reported.
     let go = AtomicBool::new(false);
     let abort = AtomicBool::new(false);
+    let lives: Vec<Live> = plans.iter().map(|_| Live::default()).collect();
     let results: Vec<Result<JobResult, EngineError>> = std::thread::scope(|scope| {
         let mut handles = Vec::with_capacity(plans.len());
         let mut spawn_error = None;
         for (shard, plan) in plans.iter().enumerate() {
-            let (go, abort, cpus) = (&go, &abort, &cpus);
+            let (go, abort, cpus, live) = (&go, &abort, &cpus, &lives[shard]);
             let spawned = std::thread::Builder::new()
                 .name(format!("shard-{shard}"))
                 .spawn_scoped(scope, move || {
@@ -217,7 +243,8 @@ pub fn run_shards(
                     if abort.load(Ordering::Acquire) {
                         return Err(EngineError::Interrupted);
                     }
-                    run_job(kind, plan.file.fd(), &plan.job, rng::seed_for(shard), stop)
+                    let seed = rng::seed_for(shard);
+                    run_job_live(kind, plan.file.fd(), &plan.job, seed, stop, live)
                 });
             match spawned {
                 Ok(h) => handles.push(h),
@@ -230,9 +257,19 @@ pub fn run_shards(
         }
         go.store(true, Ordering::Release);
         let start = Instant::now();
+        let mut finishing = false;
         while !handles.iter().all(|h| h.is_finished()) {
             std::thread::sleep(Duration::from_millis(100));
-            tick(start.elapsed());
+            let completed = lives
+                .iter()
+                .map(|l| l.completed.load(Ordering::Relaxed))
+                .sum();
+            if tick(start.elapsed(), completed) && !finishing {
+                finishing = true;
+                for l in &lives {
+                    l.finish.store(true, Ordering::Relaxed);
+                }
+            }
         }
         let mut out: Vec<_> = handles
             .into_iter()
@@ -258,10 +295,21 @@ pub fn run_job(
     seed: u64,
     stop: &AtomicBool,
 ) -> Result<JobResult, EngineError> {
+    run_job_live(kind, fd, job, seed, stop, &Live::default())
+}
+
+fn run_job_live(
+    kind: EngineKind,
+    fd: RawFd,
+    job: &JobSpec,
+    seed: u64,
+    stop: &AtomicBool,
+    live: &Live,
+) -> Result<JobResult, EngineError> {
     validate(job)?;
     match kind {
-        EngineKind::Uring => uring::run_job(fd, job, seed, stop),
-        EngineKind::Threads => threads::run_job(fd, job, seed, stop),
+        EngineKind::Uring => uring::run_job(fd, job, seed, stop, live),
+        EngineKind::Threads => threads::run_job(fd, job, seed, stop, live),
     }
 }
 

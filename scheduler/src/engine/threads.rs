@@ -10,13 +10,14 @@ use std::time::{Duration, Instant};
 
 use super::buffer::BufferArena;
 use super::job::{Direction, JobResult, JobSpec, Pattern, Recorder, Stream};
-use super::{thread_cpu_time, EngineError};
+use super::{thread_cpu_time, EngineError, Live};
 
 pub(crate) fn run_job(
     fd: RawFd,
     job: &JobSpec,
     seed: u64,
     stop: &AtomicBool,
+    live: &Live,
 ) -> Result<JobResult, EngineError> {
     let depth = job.in_flight;
     let size = job.request_size as usize;
@@ -43,6 +44,10 @@ pub(crate) fn run_job(
                     let ptr = bufs.slot_ptr(w);
                     loop {
                         let now = Instant::now();
+                        if live.finish.load(Ordering::Relaxed) {
+                            rec.cut(now);
+                            break;
+                        }
                         if now >= end
                             || stop.load(Ordering::Relaxed)
                             || failed.load(Ordering::Relaxed)
@@ -86,6 +91,7 @@ pub(crate) fn run_job(
                             return Err(e);
                         }
                         rec.complete(now, Instant::now(), offset, write);
+                        live.completed.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok((rec, thread_cpu_time().saturating_sub(cpu0)))
                 })

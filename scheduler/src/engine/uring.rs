@@ -15,7 +15,7 @@ use io_uring::{opcode, squeue, types, IoUring};
 use super::buffer::BufferArena;
 use super::job::{Direction, JobResult, JobSpec, Recorder, Stream};
 use super::ring::{sqe, RingRequest};
-use super::{thread_cpu_time, EngineError};
+use super::{thread_cpu_time, EngineError, Live};
 
 /// Builds a ring with `entries` submission slots, preferring the single-issuer / deferred
 /// task-run setup (Linux 6.1+), falling back to a plain ring on older kernels.
@@ -47,6 +47,7 @@ pub(crate) fn run_job(
     job: &JobSpec,
     seed: u64,
     stop: &AtomicBool,
+    live: &Live,
 ) -> Result<JobResult, EngineError> {
     let depth = job.in_flight;
     let size = job.request_size as usize;
@@ -69,7 +70,7 @@ pub(crate) fn run_job(
     let start = Instant::now();
     let mut stream = Stream::new(job, seed);
     let mut rec = Recorder::new(job, start);
-    let end = rec.end();
+    let mut end = rec.end();
     let mut slots: Vec<Slot> = (0..depth)
         .map(|_| Slot {
             submitted: start,
@@ -137,6 +138,10 @@ pub(crate) fn run_job(
         // re-armed into the entries the kernel consumed.
         sq.sync();
         let now = Instant::now();
+        if now < end && live.finish.load(Ordering::Relaxed) {
+            rec.cut(now);
+            end = now;
+        }
         let stopping = now >= end || error.is_some() || stop.load(Ordering::Relaxed);
         for cqe in &mut cq {
             let slot = cqe.user_data() as usize;
@@ -164,6 +169,7 @@ pub(crate) fn run_job(
             unsafe { sq.push(&make(slot, offset)) }.expect("a reaped slot frees a ring entry");
         }
         sq.sync();
+        live.completed.store(rec.seen(), Ordering::Relaxed);
     }
     drop((submitter, sq, cq));
     if let Some(e) = error {
