@@ -134,6 +134,22 @@ pub struct Cli {
     /// writes is max(3 s, 5% of --duration)).
     #[arg(long = "ramp-time", value_name = "SECS", default_value_t = 3.0)]
     pub ramp_time: f64,
+
+    /// Measure what the disk sustains, not its peak: each measured phase runs on until its last
+    /// window (the phase's usual measured time, at least 5 s) drifts by no more than
+    /// --accuracy, and that window gives the figure. Bounded by --sustained-max.
+    #[arg(long)]
+    pub sustained: bool,
+
+    /// With --sustained: the longest a phase may measure before settling for its last window
+    /// (with a warning), seconds.
+    #[arg(
+        long = "sustained-max",
+        value_name = "SECS",
+        default_value_t = 600,
+        requires = "sustained"
+    )]
+    pub sustained_max: u64,
 }
 
 /// Options-file format.

@@ -7,6 +7,7 @@ mod phases;
 mod progress;
 mod report;
 mod stats;
+mod steady;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -35,6 +35,8 @@ pub struct Options {
     pub report: Option<PathBuf>,
     pub file_size: Option<u64>,
     pub ramp: Duration,
+    /// `--sustained`: the longest measured time per phase (None = fixed windows).
+    pub sustained_max: Option<Duration>,
 }
 
 /// Per-phase in-flight overrides (per shard).
@@ -181,6 +183,9 @@ impl Options {
             report: cli.report,
             file_size: cli.file_size,
             ramp: Duration::from_secs_f64(cli.ramp_time),
+            sustained_max: cli
+                .sustained
+                .then_some(Duration::from_secs(cli.sustained_max)),
         })
     }
 

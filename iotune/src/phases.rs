@@ -16,8 +16,9 @@ use scheduler::topology::{DeviceCounters, Topology};
 
 use crate::options::Options;
 use crate::progress::Progress;
-use crate::report::{DeviceRequests, DiskReport, PhaseReport, Results};
+use crate::report::{DeviceRequests, DiskReport, PhaseReport, Results, Sustained};
 use crate::stats::Trend;
+use crate::steady::SteadyMonitor;
 
 const KIB: u64 = 1024;
 const MIB: f64 = 1024.0 * 1024.0;
@@ -123,7 +124,15 @@ impl<'a> Calibration<'a> {
         report: &mut DiskReport,
         announce: Option<&str>,
     ) -> Result<Outcome> {
-        let jobs: Vec<JobSpec> = (0..shards).map(&job).collect();
+        let mut jobs: Vec<JobSpec> = (0..shards).map(&job).collect();
+        // --sustained: measure up to the bound, ending once the last window is steady.
+        let mut monitor = self.opts.sustained_max.filter(|_| !dropped).map(|max| {
+            let window = (jobs[0].measure.as_secs_f64().ceil() as usize).max(5);
+            for j in &mut jobs {
+                j.measure = max.max(Duration::from_secs(window as u64));
+            }
+            SteadyMonitor::new(jobs[0].ramp, window, self.opts.accuracy / 100.0)
+        });
         let plans: Vec<ShardPlan<'_>> = jobs
             .iter()
             .zip(&self.files)
@@ -137,23 +146,57 @@ impl<'a> Calibration<'a> {
         let ramp = jobs[0].ramp;
         let mut pending = announce;
         let before = self.device_counters();
-        let results: Vec<JobResult> = engine::run_shards(self.kind, &plans, self.stop, &mut |t| {
-            bar.tick(t);
-            if t >= ramp {
-                if let Some(line) = pending.take() {
-                    println!("{line}");
+        let mut results: Vec<JobResult> =
+            engine::run_shards_until(self.kind, &plans, self.stop, &mut |t, completed| {
+                bar.tick(t);
+                if t >= ramp {
+                    if let Some(line) = pending.take() {
+                        println!("{line}");
+                    }
                 }
-            }
-        })
-        .with_context(|| format!("{name} phase failed"))?;
+                monitor.as_mut().is_some_and(|m| m.tick(t, completed))
+            })
+            .with_context(|| format!("{name} phase failed"))?;
         if let Some(line) = pending {
             println!("{line}");
         }
         for (i, r) in results.iter().enumerate() {
             self.written_end[i] = self.written_end[i].max(r.written_end);
         }
+        let sustained = monitor.map(|m| {
+            // The figure is the last window; what came before it counts as ramp.
+            let measured = results.iter().map(|r| r.samples.len()).min().unwrap_or(0);
+            for r in &mut results {
+                r.keep_last(m.window());
+            }
+            Sustained {
+                steady: m.reached_after().is_some(),
+                settling_s: m
+                    .reached_after()
+                    .unwrap_or(measured.saturating_sub(m.window()))
+                    as f64,
+                window_s: m.window() as f64,
+            }
+        });
         let mut phase = PhaseReport::new(name, dropped, &jobs, &results);
         phase.device_requests = self.device_requests(&before, jobs[0].direction);
+        if let Some(s) = &sustained {
+            phase.ramp_s += s.settling_s;
+            phase.measure_s = results[0].measured.as_secs_f64();
+            if s.steady {
+                eprintln!(
+                    "iotune: {name}: steady after {:.0} s of measuring; the figure is the last {:.0} s",
+                    s.settling_s, s.window_s
+                );
+            } else {
+                eprintln!(
+                    "WARN: {name}: no steady state within --sustained-max ({:.0} s measured); the figure is the last {:.0} s, which still drift beyond --accuracy",
+                    s.settling_s + s.window_s,
+                    s.window_s
+                );
+            }
+        }
+        phase.sustained = sustained;
         let out = Outcome {
             iops: phase.total.iops,
             bandwidth: phase.total.bandwidth,
@@ -163,7 +206,7 @@ impl<'a> Calibration<'a> {
             "{name}: {shards} shard(s) x {} in flight x {} B, {:.1} s measured: {:.0} MiB/s, {:.0} IOPS, p99 {:.0} us, deviation {:.1}%",
             jobs[0].in_flight,
             jobs[0].request_size,
-            jobs[0].measure.as_secs_f64(),
+            phase.measure_s,
             out.bandwidth / MIB,
             out.iops,
             phase.total.latency.p99_us,
@@ -181,7 +224,7 @@ impl<'a> Calibration<'a> {
                 "WARN: {name}: throughput {} {:.1}% across the {:.0} s measured (per-second trend): the disk is not in a steady state, so this figure is not what it sustains; measure longer (--duration)",
                 if phase.drift < 0.0 { "fell" } else { "rose" },
                 phase.drift.abs() * 100.0,
-                jobs[0].measure.as_secs_f64()
+                phase.measure_s
             );
         }
         report.phases.push(phase);

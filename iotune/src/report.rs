@@ -90,9 +90,24 @@ pub struct PhaseReport {
     pub drift: f64,
     /// That drift over its standard error (|t| >= 3: a trend, not noise).
     pub drift_t: f64,
+    /// With `--sustained`: how the steady window was found (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sustained: Option<Sustained>,
     /// What each leaf disk was sent in this phase's direction, ramp included (empty without a
     /// block device, e.g. on tmpfs). Other I/O on the disk meanwhile is counted too.
     pub device_requests: Vec<DeviceRequests>,
+}
+
+/// How a `--sustained` phase ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sustained {
+    /// True when the last window drifted within the accuracy; false when `--sustained-max` ran
+    /// out first (the figure is then the last window all the same).
+    pub steady: bool,
+    /// Seconds measured before the steady window (counted as ramp in `ramp_s`).
+    pub settling_s: f64,
+    /// Length of the window that gives the figure, seconds.
+    pub window_s: f64,
 }
 
 /// Requests a leaf disk completed during a phase, from its sysfs `stat` counters.
@@ -207,6 +222,7 @@ impl PhaseReport {
             drift: trend.drift,
             drift_t: trend.t,
             per_shard,
+            sustained: None,
             device_requests: Vec::new(),
         }
     }

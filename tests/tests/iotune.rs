@@ -469,3 +469,73 @@ fn optional_probes_write_optional_keys() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("disks:\n  - mountpoint: "));
     assert!(entries(eval.path()).is_empty());
 }
+
+#[test]
+fn sustained_mode_measures_a_steady_trailing_window() {
+    let _serial = e2e::serial();
+    let eval = disk_dir();
+    let out_dir = tempfile::tempdir().unwrap();
+    let report = out_dir.path().join("report.json");
+    let props = out_dir.path().join("p.yaml");
+    let out = run(Command::new(bin("iotune")).args(quick(eval.path())).args([
+        "--sustained",
+        "--sustained-max",
+        "12",
+        "--report",
+        report.to_str().unwrap(),
+        "--properties-file",
+        props.to_str().unwrap(),
+    ]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}\n{stderr}", out.status);
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let phases = r["disks"][0]["phases"].as_array().unwrap();
+    assert_eq!(phases.len(), 4, "the four measured phases");
+    for ph in phases {
+        let name = ph["name"].as_str().unwrap();
+        let s = &ph["sustained"];
+        let window = s["window_s"].as_f64().unwrap();
+        // The usual windows at --duration 4 are under 5 s: the steady window is 5 s.
+        assert_eq!(window, 5.0, "{name}");
+        assert_eq!(ph["measure_s"].as_f64().unwrap(), window, "{name}");
+        for shard in ph["per_shard"].as_array().unwrap() {
+            assert_eq!(shard["samples"].as_array().unwrap().len(), 5, "{name}");
+        }
+        let settling = s["settling_s"].as_f64().unwrap();
+        assert!(
+            settling + window <= 12.0 + 1.0,
+            "{name}: measured past --sustained-max"
+        );
+        if s["steady"].as_bool().unwrap() {
+            assert!(
+                stderr.contains(&format!("{name}: steady after {settling:.0} s")),
+                "{name}: no steady line:\n{stderr}"
+            );
+            // The monitor judged per-tick rates; the exact seconds differ a little.
+            assert!(ph["drift"].as_f64().unwrap().abs() <= 0.06, "{name}: {ph}");
+        } else {
+            assert!(
+                stderr.contains(&format!("WARN: {name}: no steady state")),
+                "{name}: no warning:\n{stderr}"
+            );
+        }
+    }
+    let (p, _) = IoProperties::from_file(&props).expect("valid io-properties");
+    assert_eq!(
+        p.disks[0].write_bandwidth,
+        phases[0]["total"]["bandwidth"].as_f64().unwrap().round() as u64,
+        "the figure is the steady window's"
+    );
+    e2e::assert_empty(eval.path());
+    // The bound needs the mode.
+    expect_error(
+        &[
+            "--evaluation-directory",
+            eval.path().to_str().unwrap(),
+            "--sustained-max",
+            "10",
+        ],
+        "--sustained",
+    );
+}
