@@ -236,12 +236,12 @@ fn unconfigured_queue_costs_nothing_against_the_engine_alone() {
             ramp: Duration::from_millis(100),
             measure: secs,
         };
-        let mut engine_side = || {
+        let engine_side = || {
             engine::run_job(kind(), f.fd(), &job, round, &stop)
                 .unwrap()
                 .bandwidth()
         };
-        let mut queue_side = |q: &mut IoQueue| {
+        let queue_side = |q: &mut IoQueue| {
             let b = closed_loop(q, &[(class, depth, size)], Duration::from_millis(100), secs);
             b[0] as f64 / secs.as_secs_f64()
         };
