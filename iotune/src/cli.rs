@@ -59,6 +59,13 @@ pub struct Cli {
     #[arg(long, value_enum, value_name = "DIR")]
     pub saturation: Option<Saturation>,
 
+    /// Also sweep the in-flight depth for random requests in this direction (1, 2, 4, .. up to
+    /// twice the random depth per shard, all shards) and report the knee: the smallest depth
+    /// reaching 95% of the best IOPS, past which more concurrency only adds latency (Little's
+    /// law). Figures per depth go to the report; io-properties.yaml is unchanged.
+    #[arg(long = "depth-sweep", value_enum, value_name = "DIR")]
+    pub depth_sweep: Option<Saturation>,
+
     /// Probe random-write IOPS at 512..8192-byte requests to find the real physical block size
     /// (drives misreport it); the result is written as `physical_block_size`.
     #[arg(
@@ -161,7 +168,7 @@ pub enum OptionsFormat {
     Envfile,
 }
 
-/// Which directions get a saturation-length measurement.
+/// Which directions an optional probe (saturation length, depth sweep) covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Saturation {
     /// Reads only.

@@ -303,6 +303,7 @@ fn measure(
         read_working_set_bytes: 0,
         phases: Vec::new(),
         results: None,
+        depth_sweeps: Vec::new(),
     });
     if opts.fs_check {
         println!(
@@ -448,6 +449,29 @@ fn measure(
         let l = cal.saturation_length(Direction::Write, disk!())?;
         println!("Measuring write saturation length: {l} bytes");
         results.write_saturation_length = Some(l);
+    }
+    for (on, direction, size) in [
+        (opts.depth_sweep_read, Direction::Read, rr_size),
+        (opts.depth_sweep_write, Direction::Write, rw_size),
+    ] {
+        if !on {
+            continue;
+        }
+        let sweep = cal.depth_sweep(direction, size, disk!())?;
+        let best = sweep.points.iter().map(|p| p.iops).fold(0.0, f64::max);
+        println!(
+            "Measuring random {} knee: {} in flight ({} per shard), {:.0} IOPS of the best {best:.0}",
+            if direction == Direction::Read { "read" } else { "write" },
+            sweep.knee_in_flight,
+            sweep.knee_in_flight_per_shard,
+            sweep
+                .points
+                .iter()
+                .find(|p| p.in_flight_per_shard == sweep.knee_in_flight_per_shard)
+                .map_or(0.0, |p| p.iops),
+        );
+        disk!().depth_sweeps.push(sweep);
+        save(report)?;
     }
     disk!().results = Some(results.clone());
     save(report)?;

@@ -35,6 +35,9 @@ pub struct Options {
     pub report: Option<PathBuf>,
     pub file_size: Option<u64>,
     pub ramp: Duration,
+    /// `--depth-sweep`: directions whose random IOPS are swept over in-flight depth.
+    pub depth_sweep_read: bool,
+    pub depth_sweep_write: bool,
     /// `--sustained`: the longest measured time per phase (None = fixed windows).
     pub sustained_max: Option<Duration>,
 }
@@ -183,6 +186,11 @@ impl Options {
             report: cli.report,
             file_size: cli.file_size,
             ramp: Duration::from_secs_f64(cli.ramp_time),
+            depth_sweep_read: matches!(cli.depth_sweep, Some(Saturation::Read | Saturation::Both)),
+            depth_sweep_write: matches!(
+                cli.depth_sweep,
+                Some(Saturation::Write | Saturation::Both)
+            ),
             sustained_max: cli
                 .sustained
                 .then_some(Duration::from_secs(cli.sustained_max)),

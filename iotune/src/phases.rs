@@ -16,7 +16,9 @@ use scheduler::topology::{DeviceCounters, Topology};
 
 use crate::options::Options;
 use crate::progress::Progress;
-use crate::report::{DeviceRequests, DiskReport, PhaseReport, Results, Sustained};
+use crate::report::{
+    DepthPoint, DepthSweep, DeviceRequests, DiskReport, PhaseReport, Results, Sustained,
+};
 use crate::stats::Trend;
 use crate::steady::SteadyMonitor;
 
@@ -416,6 +418,59 @@ impl<'a> Calibration<'a> {
         Ok(best)
     }
 
+    /// Random IOPS at in-flight depths 1, 2, 4, .. up to twice the random depth per shard (all
+    /// shards; shorter windows, as the saturation probe), and the knee of the curve.
+    pub fn depth_sweep(
+        &mut self,
+        direction: Direction,
+        size: u64,
+        report: &mut DiskReport,
+    ) -> Result<DepthSweep> {
+        self.region_check(size)?;
+        let top = 2 * match direction {
+            Direction::Read => self.depths.random_read,
+            Direction::Write => self.depths.random_write,
+        };
+        let ramp = self.opts.ramp.min(Duration::from_secs(1));
+        let window = self.opts.duration.mul_f64(0.05).max(Duration::from_secs(1));
+        let ends = self.written_end.clone();
+        let dir_name = if direction == Direction::Read {
+            "read"
+        } else {
+            "write"
+        };
+        let mut points = Vec::new();
+        let mut depth = 1;
+        while depth <= top.min(scheduler::engine::MAX_IN_FLIGHT) {
+            self.run(
+                &format!("depth sweep {dir_name} {size} x {depth}"),
+                self.shards(),
+                |i| random_job(direction, size, depth, ends[i], ramp, window),
+                true,
+                report,
+            )?;
+            let phase = report.phases.last().expect("just run");
+            let (iops, lat) = (phase.total.iops, &phase.total.latency);
+            points.push(DepthPoint {
+                in_flight_per_shard: depth,
+                iops,
+                mean_us: lat.mean_us,
+                p99_us: lat.p99_us,
+                littles_law_in_flight: iops * lat.mean_us / 1e6,
+            });
+            depth *= 2;
+        }
+        let knee = knee(&points);
+        Ok(DepthSweep {
+            direction,
+            request_size: size,
+            shards: self.shards(),
+            points,
+            knee_in_flight_per_shard: knee,
+            knee_in_flight: knee * self.shards(),
+        })
+    }
+
     /// Bytes of written data summed over shards.
     pub fn working_set(&self) -> u64 {
         self.written_end.iter().sum()
@@ -456,6 +511,16 @@ fn random_job(
         pattern: Pattern::Random,
         ..seq_job(direction, size, depth, region, 0, ramp, measure)
     }
+}
+
+/// The knee of an IOPS-against-depth curve: the smallest depth reaching 95% of the best IOPS
+/// (beyond it, by Little's law, more requests in flight only lengthen the queue). 1 when empty.
+pub fn knee(points: &[DepthPoint]) -> usize {
+    let best = points.iter().map(|p| p.iops).fold(0.0, f64::max);
+    points
+        .iter()
+        .find(|p| p.iops >= 0.95 * best)
+        .map_or(1, |p| p.in_flight_per_shard)
 }
 
 /// The first size whose successor gains no more than 5% IOPS; the last size if all gain.
@@ -538,6 +603,38 @@ fn request_shape_warning(phase: &PhaseReport, topology: &Topology) -> Option<Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn point(depth: usize, iops: f64) -> DepthPoint {
+        DepthPoint {
+            in_flight_per_shard: depth,
+            iops,
+            mean_us: depth as f64 * 1e6 / iops,
+            p99_us: 0.0,
+            littles_law_in_flight: depth as f64,
+        }
+    }
+
+    #[test]
+    fn knee_is_the_first_depth_near_the_best() {
+        let curve = [
+            (1, 10e3),
+            (2, 20e3),
+            (4, 38e3),
+            (8, 61e3),
+            (16, 79e3),
+            (32, 82e3),
+            (64, 81e3),
+        ];
+        let pts: Vec<_> = curve.iter().map(|&(d, i)| point(d, i)).collect();
+        assert_eq!(
+            knee(&pts),
+            16,
+            "79k is within 5% of the best 82k; 61k is not"
+        );
+        let flat: Vec<_> = [1, 2, 4].iter().map(|&d| point(d, 5e3)).collect();
+        assert_eq!(knee(&flat), 1, "a disk that needs no concurrency");
+        assert_eq!(knee(&[]), 1);
+    }
 
     #[test]
     fn block_size_pick() {

@@ -56,6 +56,42 @@ pub struct DiskReport {
     pub phases: Vec<PhaseReport>,
     /// The figures written to io-properties.yaml, once known.
     pub results: Option<Results>,
+    /// `--depth-sweep`: random IOPS and latency against in-flight depth, per direction.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub depth_sweeps: Vec<DepthSweep>,
+}
+
+/// Random IOPS against in-flight depth in one direction, and the knee.
+#[derive(Debug, Clone, Serialize)]
+pub struct DepthSweep {
+    /// Read or write.
+    pub direction: Direction,
+    /// Bytes per request.
+    pub request_size: u64,
+    /// Shards that ran at once.
+    pub shards: usize,
+    /// One point per depth, in increasing order.
+    pub points: Vec<DepthPoint>,
+    /// Smallest depth per shard reaching 95% of the best IOPS.
+    pub knee_in_flight_per_shard: usize,
+    /// That depth times the shards: the concurrency the disk needs.
+    pub knee_in_flight: usize,
+}
+
+/// One depth of a sweep.
+#[derive(Debug, Clone, Serialize)]
+pub struct DepthPoint {
+    /// Requests in flight per shard.
+    pub in_flight_per_shard: usize,
+    /// Summed over shards, requests/s.
+    pub iops: f64,
+    /// Completion latency over all shards, microseconds.
+    pub mean_us: f64,
+    /// 99th percentile completion latency, microseconds.
+    pub p99_us: f64,
+    /// Little's law, IOPS x mean latency: the concurrency the disk actually held. Well below
+    /// the depth submitted means requests waited outside the disk (submission, queue limits).
+    pub littles_law_in_flight: f64,
 }
 
 /// A phase: its settings and what each shard measured.

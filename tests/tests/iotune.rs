@@ -539,3 +539,72 @@ fn sustained_mode_measures_a_steady_trailing_window() {
         "--sustained",
     );
 }
+
+#[test]
+fn depth_sweep_reports_a_knee_and_obeys_littles_law() {
+    let _serial = e2e::serial();
+    let eval = disk_dir();
+    let out_dir = tempfile::tempdir().unwrap();
+    let report = out_dir.path().join("report.json");
+    let props = out_dir.path().join("p.yaml");
+    let out = run(Command::new(bin("iotune")).args(quick(eval.path())).args([
+        "--depth-sweep",
+        "read",
+        "--random-read-io-depth",
+        "16",
+        "--report",
+        report.to_str().unwrap(),
+        "--properties-file",
+        props.to_str().unwrap(),
+    ]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Measuring random read knee: "), "{stdout}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let sweeps = r["disks"][0]["depth_sweeps"].as_array().unwrap();
+    assert_eq!(sweeps.len(), 1);
+    let s = &sweeps[0];
+    assert_eq!(s["direction"], "read");
+    let points = s["points"].as_array().unwrap();
+    let depths: Vec<u64> = points
+        .iter()
+        .map(|p| p["in_flight_per_shard"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        depths,
+        [1, 2, 4, 8, 16, 32],
+        "up to twice the random read depth"
+    );
+    let knee = s["knee_in_flight_per_shard"].as_u64().unwrap();
+    assert!(depths.contains(&knee));
+    assert_eq!(s["knee_in_flight"].as_u64().unwrap(), knee * 2);
+    let best = points
+        .iter()
+        .map(|p| p["iops"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    for p in points {
+        let depth = p["in_flight_per_shard"].as_u64().unwrap() as f64 * 2.0;
+        let held = p["littles_law_in_flight"].as_f64().unwrap();
+        // A closed loop keeps its depth in flight: IOPS x mean latency must give it back.
+        assert!(
+            held <= depth * 1.05 && held >= depth * 0.7,
+            "{p}: Little's law gives {held} for {depth}"
+        );
+        if p["in_flight_per_shard"].as_u64().unwrap() < knee {
+            assert!(
+                p["iops"].as_f64().unwrap() < 0.95 * best,
+                "{p} is below the knee"
+            );
+        }
+    }
+    // The sweep informs; io-properties keeps the four figures only.
+    let (p, _) = IoProperties::from_file(&props).expect("valid io-properties");
+    assert!(p.disks[0].read_saturation_length.is_none());
+    e2e::assert_empty(eval.path());
+}
