@@ -26,7 +26,7 @@
 #     KEEP_MERGES=1 leaves it): iotune submits in batches, which lets the kernel join adjacent
 #     sequential requests, fio submits one at a time;
 #   - fio scrambles its buffers per write (its default), as iotune stamps each 4 KiB block; fio's
-#     --refill_buffers would regenerate them and costs fio a core at several GB/s.
+#     --refill_buffers would regenerate them, which halved fio's 1 MiB write bandwidth here.
 # Changing hugetlb pages and nomerges needs root; without it the script warns and goes on.
 #
 # Usage: [ROUNDS=3] [DURATION=20] [SMP=2] [FILE_SIZE=1G] [RAMP=2] [KEEP_MERGES=1] bench/iotune-vs-fio.sh [DIR]

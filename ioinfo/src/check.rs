@@ -218,12 +218,7 @@ impl CheckReport {
             .map(|s| {
                 format!(
                     "{} {:.0} IOPS ({:+.2}%)",
-                    match s.direction {
-                        Direction::Read => "read",
-                        Direction::Write => "write",
-                    },
-                    s.implied_iops,
-                    s.error_pct
+                    s.direction, s.implied_iops, s.error_pct
                 )
             })
             .collect();

@@ -461,7 +461,7 @@ fn measure(
         let best = sweep.points.iter().map(|p| p.iops).fold(0.0, f64::max);
         println!(
             "Measuring random {} knee: {} in flight ({} per shard), {:.0} IOPS of the best {best:.0}",
-            if direction == Direction::Read { "read" } else { "write" },
+            direction,
             sweep.knee_in_flight,
             sweep.knee_in_flight_per_shard,
             sweep

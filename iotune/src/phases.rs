@@ -19,7 +19,6 @@ use crate::progress::Progress;
 use crate::report::{
     DepthPoint, DepthSweep, DeviceRequests, DiskReport, PhaseReport, Results, Sustained,
 };
-use crate::stats::Trend;
 use crate::steady::SteadyMonitor;
 
 const KIB: u64 = 1024;
@@ -217,15 +216,12 @@ impl<'a> Calibration<'a> {
         if let Some(w) = request_shape_warning(&phase, self.topology) {
             eprintln!("WARN: {w}");
         }
-        let trend = Trend {
-            drift: phase.drift,
-            t: phase.drift_t,
-        };
-        if !dropped && trend.unsteady(self.opts.accuracy / 100.0) {
+        let drift = phase.trend.drift;
+        if !dropped && phase.trend.unsteady(self.opts.accuracy / 100.0) {
             eprintln!(
                 "WARN: {name}: throughput {} {:.1}% across the {:.0} s measured (per-second trend): the disk is not in a steady state, so this figure is not what it sustains; measure longer (--duration)",
-                if phase.drift < 0.0 { "fell" } else { "rose" },
-                phase.drift.abs() * 100.0,
+                if drift < 0.0 { "fell" } else { "rose" },
+                drift.abs() * 100.0,
                 phase.measure_s
             );
         }
@@ -385,11 +381,7 @@ impl<'a> Calibration<'a> {
         let ramp = self.opts.ramp.min(Duration::from_secs(1));
         let window = self.opts.duration.mul_f64(0.05).max(Duration::from_secs(1));
         let end = self.written_end[0];
-        let dir_name = if direction == Direction::Read {
-            "read"
-        } else {
-            "write"
-        };
+        let dir_name = direction.name();
         let job = |s: u64| move |_| seq_job(direction, s, depth, end, 0, ramp, window);
         let base = self.run(
             &format!("saturation {dir_name} {size}"),
@@ -434,11 +426,7 @@ impl<'a> Calibration<'a> {
         let ramp = self.opts.ramp.min(Duration::from_secs(1));
         let window = self.opts.duration.mul_f64(0.05).max(Duration::from_secs(1));
         let ends = self.written_end.clone();
-        let dir_name = if direction == Direction::Read {
-            "read"
-        } else {
-            "write"
-        };
+        let dir_name = direction.name();
         let mut points = Vec::new();
         let mut depth = 1;
         while depth <= top.min(scheduler::engine::MAX_IN_FLIGHT) {

@@ -121,11 +121,11 @@ pub struct PhaseReport {
     pub total: Figures,
     /// Per shard.
     pub per_shard: Vec<ShardFigures>,
-    /// Drift of the per-second totals across the measured window (see `stats::Trend`):
-    /// -0.08 means throughput fell 8% from the first to the last second.
-    pub drift: f64,
-    /// That drift over its standard error (|t| >= 3: a trend, not noise).
-    pub drift_t: f64,
+    /// Trend of the per-second totals across the measured window (`drift`: -0.08 means
+    /// throughput fell 8% from the first to the last second; `drift_t`: that over its standard
+    /// error, |t| >= 3 being a trend rather than noise).
+    #[serde(flatten)]
+    pub trend: Trend,
     /// With `--sustained`: how the steady window was found (absent otherwise).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sustained: Option<Sustained>,
@@ -255,8 +255,7 @@ impl PhaseReport {
             measure_s: job.measure.as_secs_f64(),
             region_bytes_per_shard: job.region_len,
             total,
-            drift: trend.drift,
-            drift_t: trend.t,
+            trend,
             per_shard,
             sustained: None,
             device_requests: Vec::new(),

@@ -24,12 +24,14 @@ pub fn deviation(per_second_requests: &[u64]) -> f64 {
 }
 
 /// Trend of a throughput series across its window, by least squares on the per-second counts.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+/// In the report as `drift` and `drift_t`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Trend {
     /// Slope times the window's span, over the mean: -0.08 = fell 8% from first to last second.
     pub drift: f64,
     /// Slope over its standard error: how far the trend stands out of the second-to-second noise
     /// (|t| >= 3 is a trend, not noise; ±1e9 for a noiseless slope, which JSON can carry).
+    #[serde(rename = "drift_t")]
     pub t: f64,
 }
 

@@ -17,7 +17,6 @@ pub struct SteadyMonitor {
     /// about every 100 ms, so rates are taken over the actual time between marks.
     marks: Vec<(Duration, u64)>,
     reached_after: Option<usize>,
-    finish_at: Option<Duration>,
 }
 
 /// How long past the window's last whole second the phase ends (ticks are 100 ms apart).
@@ -33,43 +32,44 @@ impl SteadyMonitor {
             accuracy,
             marks: Vec::new(),
             reached_after: None,
-            finish_at: None,
         }
     }
 
     /// Feeds one progress tick (time since the phase started, completions so far); returns
     /// true once the last `window` seconds are steady (the caller then ends the phase).
     pub fn tick(&mut self, elapsed: Duration, completed: u64) -> bool {
-        if let Some(at) = self.finish_at {
-            return elapsed >= at;
+        if let Some(after) = self.reached_after {
+            return elapsed >= self.finish_at(after + self.window);
         }
         if elapsed < self.ramp + Duration::from_secs(self.marks.len() as u64) {
             return false;
         }
         self.marks.push((elapsed, completed));
-        let seconds: Vec<u64> = self
-            .marks
+        let seconds = self.marks.len() - 1;
+        if seconds < self.window {
+            return false;
+        }
+        let last: Vec<u64> = self.marks[seconds - self.window..]
             .windows(2)
             .map(|w| {
                 let dt = (w[1].0 - w[0].0).as_secs_f64();
                 ((w[1].1 - w[0].1) as f64 / dt).round() as u64
             })
             .collect();
-        if seconds.len() < self.window {
-            return false;
-        }
-        let last = &seconds[seconds.len() - self.window..];
         // Stricter than the warning's test: noise that hides a trend must not end the phase,
         // so any drift beyond the accuracy keeps it running (bounded by --sustained-max).
-        if Trend::of(last).drift.abs() > self.accuracy {
+        if Trend::of(&last).drift.abs() > self.accuracy {
             return false;
         }
-        self.reached_after = Some(seconds.len() - self.window);
-        // Finish a little past the whole second just seen: the shards started a moment after
-        // the clock these ticks use, and must have measured every second of the window.
-        let at = self.ramp + Duration::from_secs(seconds.len() as u64) + FINISH_MARGIN;
-        self.finish_at = Some(at);
-        elapsed >= at
+        self.reached_after = Some(seconds - self.window);
+        elapsed >= self.finish_at(seconds)
+    }
+
+    /// When to end a phase whose window closes `seconds` after the ramp: a little past that
+    /// whole second, since the shards started a moment after the clock these ticks use and must
+    /// have measured every second of the window.
+    fn finish_at(&self, seconds: usize) -> Duration {
+        self.ramp + Duration::from_secs(seconds as u64) + FINISH_MARGIN
     }
 
     /// Seconds measured before the steady window began, once it was found.

@@ -533,13 +533,6 @@ fn unreachable_model() -> CostModel {
     }
 }
 
-fn dir_name(dir: &Direction) -> &'static str {
-    match dir {
-        Direction::Read => "read",
-        Direction::Write => "write",
-    }
-}
-
 /// Why a cost model could not be built.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CostError {
@@ -551,7 +544,7 @@ pub enum CostError {
         field: &'static str,
     },
     /// The rates are so low that a 512-byte request cannot be scheduled.
-    #[error("{} limits too low to fit a 512-byte request: {detail}", dir_name(.dir))]
+    #[error("{} limits too low to fit a 512-byte request: {detail}", .dir)]
     TooSlow {
         /// The direction that does not fit (the read side when the read bandwidth is too low).
         dir: Direction,

@@ -11,3 +11,19 @@ pub enum Direction {
     /// A write (`pwrite`, `IORING_OP_WRITE`).
     Write,
 }
+
+impl Direction {
+    /// "read" or "write", as in reports and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Read => "read",
+            Direction::Write => "write",
+        }
+    }
+}
+
+impl std::fmt::Display for Direction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}

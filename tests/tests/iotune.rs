@@ -26,6 +26,40 @@ fn quick(dir: &Path) -> Vec<String> {
     .collect()
 }
 
+/// A successful iotune run with `args`, writing its report and properties file into a
+/// temporary directory that lives as long as this value (keep it bound, not destructured).
+struct Reported {
+    out: std::process::Output,
+    report: serde_json::Value,
+    props: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn run_reported(args: &[String]) -> Reported {
+    let dir = tempfile::tempdir().unwrap();
+    let props = dir.path().join("p.yaml");
+    let report = dir.path().join("r.json");
+    let out = run(Command::new(bin("iotune")).args(args).args([
+        "--properties-file",
+        props.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]));
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    Reported {
+        out,
+        report,
+        props,
+        _dir: dir,
+    }
+}
+
 /// `on_disk`: the directory is on a block device (its requests show in the disk's counters).
 fn check_full_run(eval: &Path, engine: &str, on_disk: bool) {
     let out_dir = tempfile::tempdir().unwrap();
@@ -353,28 +387,15 @@ fn optional_probes_write_optional_keys() {
     } else {
         disk_dir()
     };
-    let out_dir = tempfile::tempdir().unwrap();
-    let props = out_dir.path().join("p.yaml");
-    let report = out_dir.path().join("r.json");
     let mut args = quick(eval.path());
     let ramp = args.iter().position(|a| a == "--ramp-time").unwrap();
     args[ramp + 1] = "0.5".into();
-    let out = run(Command::new(bin("iotune")).args(&args).args([
-        "--saturation",
-        "both",
-        "--detect-physical-block-size",
-        "--properties-file",
-        props.to_str().unwrap(),
-        "--report",
-        report.to_str().unwrap(),
-    ]));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = std::fs::read_to_string(&props).unwrap();
-    let (p, _) = IoProperties::from_file(&props).unwrap();
+    let mut probes = args.clone();
+    probes.extend(["--saturation", "both", "--detect-physical-block-size"].map(String::from));
+    let done = run_reported(&probes);
+    let (r, props) = (&done.report, &done.props);
+    let text = std::fs::read_to_string(props).unwrap();
+    let (p, _) = IoProperties::from_file(props).unwrap();
     let d = &p.disks[0];
     for (name, v) in [
         ("read_saturation_length", d.read_saturation_length),
@@ -406,8 +427,6 @@ fn optional_probes_write_optional_keys() {
             "physical_block_size"
         ]
     );
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let names: Vec<String> = r["disks"][0]["phases"]
         .as_array()
         .unwrap()
@@ -428,6 +447,8 @@ fn optional_probes_write_optional_keys() {
         "{names:?}"
     );
 
+    let out_dir = tempfile::tempdir().unwrap();
+    let report = out_dir.path().join("r.json");
     let out = run(Command::new(bin("iotune")).args(&args).args([
         "--get-best-iops-with-buffer-sizes",
         "4k,8k",
@@ -474,22 +495,11 @@ fn optional_probes_write_optional_keys() {
 fn sustained_mode_measures_a_steady_trailing_window() {
     let _serial = e2e::serial();
     let eval = disk_dir();
-    let out_dir = tempfile::tempdir().unwrap();
-    let report = out_dir.path().join("report.json");
-    let props = out_dir.path().join("p.yaml");
-    let out = run(Command::new(bin("iotune")).args(quick(eval.path())).args([
-        "--sustained",
-        "--sustained-max",
-        "12",
-        "--report",
-        report.to_str().unwrap(),
-        "--properties-file",
-        props.to_str().unwrap(),
-    ]));
+    let mut args = quick(eval.path());
+    args.extend(["--sustained", "--sustained-max", "12"].map(String::from));
+    let done = run_reported(&args);
+    let (out, r, props) = (&done.out, &done.report, &done.props);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "exit {:?}\n{stderr}", out.status);
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let phases = r["disks"][0]["phases"].as_array().unwrap();
     assert_eq!(phases.len(), 4, "the four measured phases");
     for ph in phases {
@@ -521,7 +531,7 @@ fn sustained_mode_measures_a_steady_trailing_window() {
             );
         }
     }
-    let (p, _) = IoProperties::from_file(&props).expect("valid io-properties");
+    let (p, _) = IoProperties::from_file(props).expect("valid io-properties");
     assert_eq!(
         p.disks[0].write_bandwidth,
         phases[0]["total"]["bandwidth"].as_f64().unwrap().round() as u64,
@@ -544,29 +554,12 @@ fn sustained_mode_measures_a_steady_trailing_window() {
 fn depth_sweep_reports_a_knee_and_obeys_littles_law() {
     let _serial = e2e::serial();
     let eval = disk_dir();
-    let out_dir = tempfile::tempdir().unwrap();
-    let report = out_dir.path().join("report.json");
-    let props = out_dir.path().join("p.yaml");
-    let out = run(Command::new(bin("iotune")).args(quick(eval.path())).args([
-        "--depth-sweep",
-        "read",
-        "--random-read-io-depth",
-        "16",
-        "--report",
-        report.to_str().unwrap(),
-        "--properties-file",
-        props.to_str().unwrap(),
-    ]));
+    let mut args = quick(eval.path());
+    args.extend(["--depth-sweep", "read", "--random-read-io-depth", "16"].map(String::from));
+    let done = run_reported(&args);
+    let (out, r, props) = (&done.out, &done.report, &done.props);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "exit {:?}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(stdout.contains("Measuring random read knee: "), "{stdout}");
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let sweeps = r["disks"][0]["depth_sweeps"].as_array().unwrap();
     assert_eq!(sweeps.len(), 1);
     let s = &sweeps[0];
@@ -604,7 +597,7 @@ fn depth_sweep_reports_a_knee_and_obeys_littles_law() {
         }
     }
     // The sweep informs; io-properties keeps the four figures only.
-    let (p, _) = IoProperties::from_file(&props).expect("valid io-properties");
+    let (p, _) = IoProperties::from_file(props).expect("valid io-properties");
     assert!(p.disks[0].read_saturation_length.is_none());
     e2e::assert_empty(eval.path());
 }
