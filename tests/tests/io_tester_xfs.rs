@@ -3,6 +3,9 @@
 //! (read-modify-write on a 4K drive); with 4 KiB blocks they always are. Loop devices report
 //! 512-byte sectors, so the trace judges at 4 KiB through `--physical-block-size`, as on the
 //! seed's 512e drives.
+//!
+//! Each job stops after 1000 requests: 2 shards x 4 jobs x 1000 x 128 KiB = 1 GiB, so a disk
+//! fast enough to append more than 2 GiB within the second cannot fill the filesystem.
 
 use std::process::Command;
 
@@ -12,19 +15,19 @@ const APPENDS: &str = "
 - name: a0
   shards: all
   type: append
-  shard_info: {parallelism: 1, reqsize: 128kB}
+  shard_info: {parallelism: 1, reqsize: 128kB, limit: 1000}
 - name: a1
   shards: all
   type: append
-  shard_info: {parallelism: 1, reqsize: 128kB}
+  shard_info: {parallelism: 1, reqsize: 128kB, limit: 1000}
 - name: a2
   shards: all
   type: append
-  shard_info: {parallelism: 1, reqsize: 128kB}
+  shard_info: {parallelism: 1, reqsize: 128kB, limit: 1000}
 - name: a3
   shards: all
   type: append
-  shard_info: {parallelism: 1, reqsize: 128kB}
+  shard_info: {parallelism: 1, reqsize: 128kB, limit: 1000}
 ";
 
 /// Runs the append jobs on `fs` and returns (mapped requests, requests not 4 KiB aligned on
