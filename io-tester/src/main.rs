@@ -9,12 +9,12 @@ mod workload;
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use scheduler::alignment::AlignmentParams;
-use scheduler::cost_model::{CostConfig, CostModel};
+use scheduler::cost_model::CostConfig;
 use scheduler::engine::{self, TestFile};
 use scheduler::io_properties::DiskProperties;
 use scheduler::io_properties::IoProperties;
@@ -144,9 +144,9 @@ fn run(cli: Cli) -> Result<()> {
         None => None,
     };
     let group = match &disk {
-        Some(d) => IoGroup::from_properties(d, &cfg)
+        Some(d) => IoGroup::from_properties(d, &cfg, Instant::now())
             .context("the io-properties cannot be used by the scheduler")?,
-        None => IoGroup::new(CostModel::unconfigured(&cfg), false),
+        None => IoGroup::unconfigured(&cfg, Instant::now()),
     };
     for w in group.model().warnings() {
         eprintln!("WARN: {w}");

@@ -1,5 +1,7 @@
 //! What the I/O queue itself costs per request: queue + fair-queue dispatch + token grabbing +
-//! completion accounting, on a `Ring::null` (requests complete at once, no I/O, no syscall).
+//! completion accounting, through the sans-I/O core alone (`core_per_request`) and through
+//! the Ring driver on a `Ring::null` (`ring_driver_per_request`: requests complete at once,
+//! no I/O, no syscall). Goals (issue 8): < 50 ns in the core, < 100 ns through the driver.
 //!
 //! A closed loop keeps 64 4 KiB reads queued or in flight, spread round-robin over 1, 4 or 16
 //! classes of equal shares on one shard, and requeues each completion at once. The reported
@@ -16,55 +18,66 @@
 //!   rate instead of the queue (shown so that the limit is visible next to the others).
 
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use scheduler::cost_model::{CostConfig, CostModel};
 use scheduler::engine::Ring;
-use scheduler::io_queue::{ClassHandle, IoGroup, IoQueue};
+use scheduler::io_queue::{ClassConfig, ClassId, IoGroup, IoQueue, IoRequest, PartId};
+use scheduler::ring_queue::{RingIo, RingQueue};
 use scheduler::Direction;
 
 const DEPTH: usize = 64;
 const SIZE: u64 = 4096;
 const FILE_BLOCKS: u64 = (256 << 20) / SIZE;
 
-struct Loop {
-    q: IoQueue,
-    classes: Vec<ClassHandle>,
+/// The closed loop through the Ring driver (a null ring: completions at once, no syscall).
+struct RingLoop {
+    q: RingQueue,
+    classes: Vec<ClassId>,
     /// Completed slots to requeue.
     requeue: Vec<usize>,
     next: u64,
 }
 
-impl Loop {
-    fn new(model: CostModel, nclasses: usize) -> Loop {
-        let group = IoGroup::new(model, false);
+impl RingLoop {
+    fn new(model: CostModel, nclasses: usize) -> RingLoop {
+        let group = IoGroup::new(model, false, Instant::now());
         let ring = Ring::null(DEPTH, SIZE as usize, 1).expect("null ring");
-        let mut q = IoQueue::new(group, ring);
+        let mut q = RingQueue::new(group, ring);
         let classes: Vec<_> = (0..nclasses)
-            .map(|i| q.register_class(&format!("c{i}"), 100, None, None))
+            .map(|i| {
+                q.add_class(ClassConfig::new(format!("c{i}"), 100))
+                    .expect("class")
+            })
             .collect();
-        let mut l = Loop {
+        let mut l = RingLoop {
             q,
             classes,
             requeue: Vec::with_capacity(DEPTH),
             next: 0,
         };
         for slot in 0..DEPTH {
-            l.queue(slot);
+            l.queue(slot, Instant::now());
         }
         l
     }
 
     #[inline]
-    fn queue(&mut self, slot: usize) {
+    fn queue(&mut self, slot: usize, now: Instant) {
         // Cheap scattered offsets (an odd multiplier walks every block); the null ring ignores them.
         self.next = self.next.wrapping_add(0x9e37_79b9);
-        let offset = (self.next % FILE_BLOCKS) * SIZE;
-        let class = self.classes[slot % self.classes.len()];
-        self.q
-            .queue(class, Direction::Read, 0, offset, SIZE, slot, slot as u64)
-            .expect("queue");
+        let io = RingIo {
+            class: self.classes[slot % self.classes.len()],
+            direction: Direction::Read,
+            file: 0,
+            offset: (self.next % FILE_BLOCKS) * SIZE,
+            len: SIZE,
+            slot,
+            user_data: slot as u64,
+            iovecs: 0,
+        };
+        self.q.queue(io, now).expect("queue");
     }
 
     /// Runs until at least `n` requests completed; returns the thread's CPU time scaled to
@@ -80,10 +93,76 @@ impl Loop {
                 .poll(true, |c| requeue.push(black_box(c.user_data) as usize))
                 .expect("poll");
             done += got as u64;
+            // One clock read per batch, as io-tester does.
+            let now = Instant::now();
             for i in 0..self.requeue.len() {
                 let slot = self.requeue[i];
-                self.queue(slot);
+                self.queue(slot, now);
             }
+        }
+        (thread_cpu() - start).mul_f64(n as f64 / done.max(1) as f64)
+    }
+}
+
+/// The same closed loop on the core alone: dispatch, complete at once, requeue. One clock
+/// read per batch (what any driver does); no ring, no syscall but the clock.
+struct CoreLoop {
+    q: IoQueue<u32>,
+    classes: Vec<ClassId>,
+    parts: Vec<PartId>,
+}
+
+impl CoreLoop {
+    fn new(model: CostModel, nclasses: usize) -> CoreLoop {
+        let now = Instant::now();
+        let mut q = IoQueue::new(IoGroup::new(model, false, now));
+        let classes: Vec<_> = (0..nclasses)
+            .map(|i| {
+                q.add_class(ClassConfig::new(format!("c{i}"), 100))
+                    .expect("class")
+            })
+            .collect();
+        for i in 0..DEPTH as u32 {
+            let class = classes[i as usize % classes.len()];
+            let req = IoRequest {
+                class,
+                direction: Direction::Read,
+                len: SIZE,
+                token: i,
+            };
+            q.queue(req, now).expect("queue");
+        }
+        CoreLoop {
+            q,
+            classes,
+            parts: Vec::with_capacity(DEPTH),
+        }
+    }
+
+    fn run(&mut self, n: u64) -> Duration {
+        let start = thread_cpu();
+        let mut done = 0u64;
+        while done < n {
+            let now = Instant::now();
+            while let Some(d) = self.q.poll_dispatch(now) {
+                self.parts.push(d.part);
+            }
+            for i in 0..self.parts.len() {
+                let part = self.parts[i];
+                if let Ok(Some(c)) = self.q.complete(part, SIZE as i64, now) {
+                    done += 1;
+                    let token = black_box(c.token);
+                    let class = self.classes[token as usize % self.classes.len()];
+                    let req = IoRequest {
+                        class,
+                        direction: Direction::Read,
+                        len: SIZE,
+                        token,
+                    };
+                    self.q.queue(req, now).expect("queue");
+                }
+            }
+            self.parts.clear();
         }
         (thread_cpu() - start).mul_f64(n as f64 / done.max(1) as f64)
     }
@@ -132,13 +211,26 @@ fn models() -> Vec<(&'static str, CostModel)> {
 }
 
 fn bench_io_queue(c: &mut Criterion) {
-    let mut g = c.benchmark_group("io_queue_per_request");
+    let mut g = c.benchmark_group("core_per_request");
     g.throughput(Throughput::Elements(1));
     g.warm_up_time(Duration::from_secs(1));
     g.measurement_time(Duration::from_secs(3));
     for (name, model) in models() {
         for nclasses in [1usize, 4, 16] {
-            let mut l = Loop::new(model.clone(), nclasses);
+            let mut l = CoreLoop::new(model.clone(), nclasses);
+            g.bench_function(BenchmarkId::new(name, format!("{nclasses}_classes")), |b| {
+                b.iter_custom(|iters| l.run(iters))
+            });
+        }
+    }
+    g.finish();
+    let mut g = c.benchmark_group("ring_driver_per_request");
+    g.throughput(Throughput::Elements(1));
+    g.warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(3));
+    for (name, model) in models() {
+        for nclasses in [1usize, 4, 16] {
+            let mut l = RingLoop::new(model.clone(), nclasses);
             g.bench_function(BenchmarkId::new(name, format!("{nclasses}_classes")), |b| {
                 b.iter_custom(|iters| l.run(iters))
             });

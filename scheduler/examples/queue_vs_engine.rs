@@ -15,9 +15,10 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use scheduler::cost_model::{CostConfig, CostModel};
+use scheduler::cost_model::CostConfig;
 use scheduler::engine::{self, rng::Rng, EngineKind, JobSpec, Pattern, Ring, TestFile};
-use scheduler::io_queue::{IoGroup, IoQueue};
+use scheduler::io_queue::{ClassConfig, ClassId, IoGroup};
+use scheduler::ring_queue::{RingIo, RingQueue};
 use scheduler::Direction;
 
 const FILE: u64 = 256 << 20;
@@ -109,11 +110,25 @@ fn engine_run(f: &TestFile, secs: Duration, seed: u64) -> Run {
     }
 }
 
+/// A 4 KiB read of file 0 at `offset` into `slot`.
+fn read(class: ClassId, offset: u64, slot: usize) -> RingIo {
+    RingIo {
+        class,
+        direction: Direction::Read,
+        file: 0,
+        offset,
+        len: SIZE,
+        slot,
+        user_data: slot as u64,
+        iovecs: 0,
+    }
+}
+
 fn queue_run(f: &TestFile, secs: Duration, seed: u64) -> Run {
-    let group = IoGroup::new(CostModel::unconfigured(&CostConfig::default()), false);
+    let group = IoGroup::unconfigured(&CostConfig::default(), Instant::now());
     let ring = Ring::new(EngineKind::Uring, DEPTH, SIZE as usize, &[f.fd()]).expect("ring");
-    let mut q = IoQueue::new(group, ring);
-    let class = q.register_class("bench", 100, None, None);
+    let mut q = RingQueue::new(group, ring);
+    let class = q.add_class(ClassConfig::new("bench", 100)).expect("class");
     let mut rng = Rng::new(seed);
     let blocks = FILE / SIZE;
 
@@ -122,8 +137,7 @@ fn queue_run(f: &TestFile, secs: Duration, seed: u64) -> Run {
     let (m0, m1) = (start + RAMP, start + RAMP + secs);
     for slot in 0..DEPTH {
         let off = rng.below(blocks) * SIZE;
-        q.queue(class, Direction::Read, 0, off, SIZE, slot, slot as u64)
-            .expect("queue");
+        q.queue(read(class, off, slot), start).expect("queue");
     }
     let mut requeue: Vec<usize> = Vec::with_capacity(DEPTH);
     let (mut total, mut measured) = (0u64, 0u64);
@@ -139,13 +153,13 @@ fn queue_run(f: &TestFile, secs: Duration, seed: u64) -> Run {
         .expect("poll");
         total += requeue.len() as u64;
         // One clock read per batch, as the engine does.
-        if Instant::now() >= m1 {
+        let now = Instant::now();
+        if now >= m1 {
             break;
         }
         for &slot in &requeue {
             let off = rng.below(blocks) * SIZE;
-            q.queue(class, Direction::Read, 0, off, SIZE, slot, slot as u64)
-                .expect("queue");
+            q.queue(read(class, off, slot), now).expect("queue");
         }
     }
     while q.pending() > 0 {

@@ -408,6 +408,21 @@ impl<T> FairQueue<T> {
         Some((ClassId(c as u32), front.capacity))
     }
 
+    /// As [`peek`](Self::peek), also lending the request's item: (class, capacity, item).
+    pub fn peek_item(&mut self, now_ns: u64) -> Option<(ClassId, u64, &T)> {
+        self.replug(now_ns);
+        let c = self.top_class()?;
+        let front = self.classes[c].queue.front()?;
+        Some((ClassId(c as u32), front.capacity, &front.item))
+    }
+
+    /// Removes the request [`peek`](Self::peek)`(now_ns)` names without dispatching it: no
+    /// level is charged or throttled, as if it had never been queued (for requests the caller
+    /// cancelled). Returns it as (class, item, capacity).
+    pub fn discard(&mut self, now_ns: u64) -> Option<(ClassId, T, u64)> {
+        self.take(now_ns, false)
+    }
+
     /// Dispatches the request [`peek`](Self::peek)`(now_ns)` names and returns it as
     /// (class, item, capacity).
     ///
@@ -417,6 +432,11 @@ impl<T> FairQueue<T> {
     /// bucket if it has one (a grab that leaves a deficiency unplugs that level). Levels that
     /// are still plugged and have work go back into their parent's heap.
     pub fn pop(&mut self, now_ns: u64) -> Option<(ClassId, T, u64)> {
+        self.take(now_ns, true)
+    }
+
+    /// `pop` (`charge`) or `discard` (not).
+    fn take(&mut self, now_ns: u64, charge: bool) -> Option<(ClassId, T, u64)> {
         self.replug(now_ns);
         let c = self.top_class()?;
         let class = NodeRef::Class(c);
@@ -451,7 +471,7 @@ impl<T> FairQueue<T> {
 
         // Charge and throttle every level, bottom up.
         let mut node = class;
-        loop {
+        while charge {
             self.charge(node, request.capacity);
             self.consume_bandwidth(node, blocks, now_ns);
             let parent = self.sched(node).parent;
@@ -463,6 +483,22 @@ impl<T> FairQueue<T> {
 
         self.requeue_path(class);
         Some((ClassId(c as u32), request.item, request.capacity))
+    }
+
+    /// The earliest clock reading (ns, the clock of `peek`) at which a throttled class or
+    /// group's bandwidth bucket will cover its overdraw, or `None` when nothing is throttled.
+    /// An estimate from each bucket's rate and threshold (see
+    /// [`SharedTokenBucket::covered_at_ns`]); asking earlier is harmless.
+    pub fn next_replug_ns(&self) -> Option<u64> {
+        self.throttled
+            .iter()
+            .filter_map(|&node| {
+                let s = self.sched(node);
+                s.bandwidth
+                    .as_ref()
+                    .map(|b| b.covered_at_ns(s.pending_position))
+            })
+            .min()
     }
 
     /// Sum of the capacities of all queued requests (throttled classes included), saturating

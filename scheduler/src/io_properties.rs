@@ -961,7 +961,7 @@ fn fill_and_sync(mut file: File, contents: &[u8]) -> io::Result<()> {
 /// Makes the rename durable. Filesystems that cannot fsync a directory (EINVAL) are tolerated.
 fn sync_dir(dir: &Path) -> io::Result<()> {
     match File::open(dir).and_then(|d| d.sync_all()) {
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::InvalidInput => Ok(()),
         other => other,
     }
 }

@@ -245,6 +245,24 @@ impl SharedTokenBucket {
         self.head.fetch_add(extra.min(room), Ordering::Relaxed);
     }
 
+    /// The clock reading (ns, the clock of [`replenish`](Self::replenish)) at which a
+    /// replenish will cover the reservation at `position`, if no refund comes first: the
+    /// replenish timestamp plus the time the rate takes to produce the deficiency (at least
+    /// `threshold` tokens, the smallest step a replenish takes), rounded up. The current
+    /// timestamp when it is covered already. For drivers that arm a timer instead of polling.
+    pub fn covered_at_ns(&self, position: u64) -> u64 {
+        // Relaxed: a snapshot; a stale `head` or timestamp only makes the answer late, and a
+        // later replenish covers the reservation whenever it runs.
+        let last = self.last_replenish_ns.load(Ordering::Relaxed);
+        let missing = self.deficiency(position);
+        if missing == 0 {
+            return last;
+        }
+        let tokens = u128::from(missing.max(self.threshold));
+        let ns = (tokens * u128::from(NANOS_PER_SEC)).div_ceil(u128::from(self.rate_per_sec));
+        last.wrapping_add(u64::try_from(ns).unwrap_or(u64::MAX / 4).min(u64::MAX / 4))
+    }
+
     /// All tokens ever made available (wrapping counter).
     pub fn head(&self) -> u64 {
         // Relaxed: a diagnostic snapshot.

@@ -13,8 +13,8 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use scheduler::alignment::{AlignmentParams, AlignmentTracer};
 use scheduler::engine::{EngineKind, Ring, MAX_IN_FLIGHT};
-use scheduler::io_queue::{ClassHandle, GroupHandle, IoGroup, IoQueue};
-use scheduler::token_bucket::SharedTokenBucket;
+use scheduler::io_queue::{BandwidthLimit, ClassConfig, ClassId, GroupId, IoGroup};
+use scheduler::ring_queue::RingQueue;
 
 use crate::report::{JobReport, ShardReport};
 use crate::workload::job::{Job, JobKind};
@@ -29,7 +29,7 @@ use shard::{JobRun, JobStats, TraceSampling};
 pub struct Stopped;
 
 /// Bandwidth buckets by class, shared by every shard.
-type Limits = HashMap<ClassKey, Arc<SharedTokenBucket>>;
+type Limits = HashMap<ClassKey, BandwidthLimit>;
 
 /// Everything a run needs, validated.
 pub struct Settings {
@@ -173,9 +173,9 @@ fn run_shard(
         &fds,
     )
     .context("cannot set up the shard's ring")?;
-    let mut queue = IoQueue::new(settings.group.clone(), ring);
+    let mut queue = RingQueue::new(settings.group.clone(), ring);
     queue.set_nowait_writes(settings.kind == EngineKind::Uring);
-    let classes = register_classes(&mut queue, settings, &mine, limits);
+    let classes = register_classes(&mut queue, settings, &mine, limits)?;
     for (i, (ji, job)) in mine.iter().enumerate() {
         let f = &mut files[i];
         runs.push(JobRun {
@@ -216,9 +216,9 @@ fn run_shard(
     }
     let jobs = runs
         .iter()
-        .map(|r| JobReport::new(r, queue.class_stats(r.class), &queue_len))
-        .collect();
-    let aio_retries = queue.stats().aio_retries;
+        .map(|r| Ok(JobReport::new(r, queue.class_stats(r.class)?, &queue_len)))
+        .collect::<Result<Vec<_>>>()?;
+    let aio_retries = queue.total_aio_retries();
     // The queue (and its ring) drains before the files close (also on the error paths above,
     // by declaration order); named files go last.
     drop(queue);
@@ -302,16 +302,16 @@ fn prepare_shard(
 /// here even when that job does not run on this shard), nested in a group when the job named
 /// a group with subgroups. Bandwidth limits go to the class they limit.
 fn register_classes(
-    queue: &mut IoQueue,
+    queue: &mut RingQueue,
     settings: &Settings,
     mine: &[(usize, &Job)],
     limits: &Limits,
-) -> Vec<Option<ClassHandle>> {
+) -> Result<Vec<Option<ClassId>>> {
     let groups = &settings.groups;
     let is_parent = |name: &str| groups.iter().any(|g| g.parent.as_deref() == Some(name));
     let index = |name: &str| groups.iter().position(|g| g.name == name);
-    let mut group_handles: Vec<Option<GroupHandle>> = vec![None; groups.len()];
-    let mut group_classes: Vec<Option<ClassHandle>> = vec![None; groups.len()];
+    let mut group_handles: Vec<Option<GroupId>> = vec![None; groups.len()];
+    let mut group_classes: Vec<Option<ClassId>> = vec![None; groups.len()];
     // Parents before children: repeat until every group is placed (validated acyclic).
     let mut placed = vec![false; groups.len()];
     while placed.iter().any(|p| !p) {
@@ -328,10 +328,16 @@ fn register_classes(
                 },
             };
             if is_parent(&g.name) {
-                group_handles[i] = Some(queue.register_group(g.shares, parent, None));
+                group_handles[i] = Some(queue.add_group(g.shares, parent, None)?);
             } else {
-                let limit = limits.get(&ClassKey::Group(i)).cloned();
-                group_classes[i] = Some(queue.register_class(&g.name, g.shares, parent, limit));
+                let mut cfg = ClassConfig::new(g.name.as_str(), g.shares);
+                if let Some(p) = parent {
+                    cfg = cfg.parent(p);
+                }
+                if let Some(limit) = limits.get(&ClassKey::Group(i)) {
+                    cfg = cfg.bandwidth(limit.clone());
+                }
+                group_classes[i] = Some(queue.add_class(cfg)?);
             }
             placed[i] = true;
             progress = true;
@@ -340,22 +346,30 @@ fn register_classes(
             break;
         }
     }
-    let mut owned: HashMap<usize, ClassHandle> = HashMap::new();
-    let mut out: Vec<Option<ClassHandle>> = vec![None; settings.jobs.len()];
+    let mut owned: HashMap<usize, ClassId> = HashMap::new();
+    let mut out: Vec<Option<ClassId>> = vec![None; settings.jobs.len()];
     for (ji, _) in mine {
         let key = settings.classes[*ji].key;
         out[*ji] = match key {
             ClassKey::Group(gi) => group_classes[gi],
-            ClassKey::Job { job, parent } => Some(*owned.entry(job).or_insert_with(|| {
-                let owner = &settings.jobs[job];
-                queue.register_class(
-                    &owner.name,
-                    owner.shard_info.shares,
-                    parent.and_then(|p| group_handles[p]),
-                    limits.get(&key).cloned(),
-                )
-            })),
+            ClassKey::Job { job, parent } => {
+                if let Some(&c) = owned.get(&job) {
+                    Some(c)
+                } else {
+                    let owner = &settings.jobs[job];
+                    let mut cfg = ClassConfig::new(owner.name.as_str(), owner.shard_info.shares);
+                    if let Some(p) = parent.and_then(|p| group_handles[p]) {
+                        cfg = cfg.parent(p);
+                    }
+                    if let Some(limit) = limits.get(&key) {
+                        cfg = cfg.bandwidth(limit.clone());
+                    }
+                    let c = queue.add_class(cfg)?;
+                    owned.insert(job, c);
+                    Some(c)
+                }
+            }
         };
     }
-    out
+    Ok(out)
 }

@@ -21,7 +21,8 @@ use hdrhistogram::Histogram;
 use scheduler::alignment::{AlignmentCounts, AlignmentTracer};
 use scheduler::engine::rng::Rng;
 use scheduler::engine::{self, fiemap, TestFile};
-use scheduler::io_queue::{ClassHandle, IoQueue, IoRequest};
+use scheduler::io_queue::ClassId;
+use scheduler::ring_queue::{RingIo, RingQueue};
 use scheduler::Direction;
 
 use crate::workload::job::{Job, JobKind, PauseDistribution, SleepType};
@@ -31,7 +32,7 @@ pub struct JobRun {
     /// The job.
     pub job: Job,
     /// Its priority class in this shard's queue.
-    pub class: ClassHandle,
+    pub class: ClassId,
     /// Index of its file in the ring.
     pub file: usize,
     /// First byte of its region.
@@ -200,7 +201,7 @@ struct SlotInfo {
 /// early), then drains. Sets each job's [`JobStats::active`]. Returns the disk queue length
 /// samples (every 200 ms).
 pub fn run(
-    queue: &mut IoQueue,
+    queue: &mut RingQueue,
     jobs: &mut [JobRun],
     duration: Duration,
     stop: &AtomicBool,
@@ -389,7 +390,7 @@ fn exhausted(f: &Fiber, j: &JobRun) -> bool {
 
 /// Starts fiber `fi`'s next step at `now`.
 fn step(
-    queue: &mut IoQueue,
+    queue: &mut RingQueue,
     jobs: &mut [JobRun],
     fibers: &mut [Fiber],
     slots: &mut [SlotInfo],
@@ -497,7 +498,7 @@ fn step(
                 } else {
                     0
                 };
-                let req = IoRequest {
+                let req = RingIo {
                     class: j.class,
                     direction,
                     file: j.file,
@@ -507,7 +508,7 @@ fn step(
                     user_data: slot as u64,
                     iovecs,
                 };
-                queue.queue_request(queued_at, req)?;
+                queue.queue(req, queued_at)?;
                 f.in_flight += 1;
                 f.issued += 1;
             }

@@ -1,5 +1,7 @@
-//! The I/O queue dispatching real requests on a real file (tmpfs with O_DIRECT, else the work
-//! disk): shares, bandwidth limits, and no cost when unconfigured.
+//! The queue's Ring driver dispatching real requests on a real file (tmpfs with O_DIRECT, else
+//! the work disk): shares, bandwidth limits, splitting, RWF_NOWAIT retries, and no cost when
+//! unconfigured. The exact scheduling math is tested on a simulated clock (`tests/core.rs`,
+//! `tests/sim.rs`); these check that the same holds when a real ring drives the core.
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -8,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use scheduler::cost_model::{CostConfig, CostModel};
 use scheduler::engine::{self, EngineKind, JobSpec, Pattern, Ring, TestFile};
-use scheduler::io_queue::{ClassHandle, IoGroup, IoQueue};
+use scheduler::io_queue::{ClassConfig, ClassId, IoGroup};
+use scheduler::ring_queue::{RingIo, RingQueue};
 use scheduler::Direction;
 
 /// The tests compare throughputs: run them one at a time, or on 2 cores they would measure
@@ -61,11 +64,32 @@ fn written_file(dir: &std::path::Path) -> TestFile {
     f
 }
 
+/// A read or write of `len` bytes at `offset` of file 0, from `slot`, tagged `user_data`.
+fn io(
+    class: ClassId,
+    direction: Direction,
+    offset: u64,
+    len: u64,
+    slot: usize,
+    user_data: u64,
+) -> RingIo {
+    RingIo {
+        class,
+        direction,
+        file: 0,
+        offset,
+        len,
+        slot,
+        user_data,
+        iovecs: 0,
+    }
+}
+
 /// Per class: (class, requests kept queued, request size). Runs a closed loop for `secs`
 /// after `warm` and returns bytes completed per class in the measured window.
 fn closed_loop(
-    q: &mut IoQueue,
-    classes: &[(ClassHandle, usize, u64)],
+    q: &mut RingQueue,
+    classes: &[(ClassId, usize, u64)],
     warm: Duration,
     secs: Duration,
 ) -> Vec<u64> {
@@ -76,13 +100,15 @@ fn closed_loop(
             let slot = slot_owner.len();
             slot_owner.push(ci);
             q.queue(
-                class,
-                Direction::Read,
-                0,
-                next_off[ci],
-                size,
-                slot,
-                slot as u64,
+                io(
+                    class,
+                    Direction::Read,
+                    next_off[ci],
+                    size,
+                    slot,
+                    slot as u64,
+                ),
+                Instant::now(),
             )
             .unwrap();
             next_off[ci] = (next_off[ci] + size) % FILE;
@@ -110,13 +136,15 @@ fn closed_loop(
             let ci = slot_owner[slot];
             let (class, _, size) = classes[ci];
             q.queue(
-                class,
-                Direction::Read,
-                0,
-                next_off[ci],
-                size,
-                slot,
-                slot as u64,
+                io(
+                    class,
+                    Direction::Read,
+                    next_off[ci],
+                    size,
+                    slot,
+                    slot as u64,
+                ),
+                Instant::now(),
             )
             .unwrap();
             next_off[ci] = (next_off[ci] + size) % FILE;
@@ -128,8 +156,8 @@ fn closed_loop(
     bytes
 }
 
-fn queue(group: Arc<IoGroup>, f: &TestFile, slots: usize, slot_size: u64) -> IoQueue {
-    IoQueue::new(
+fn queue(group: Arc<IoGroup>, f: &TestFile, slots: usize, slot_size: u64) -> RingQueue {
+    RingQueue::new(
         group,
         Ring::new(kind(), slots, slot_size as usize, &[f.fd()]).unwrap(),
     )
@@ -143,9 +171,9 @@ fn shares_400_to_100_deliver_4_to_1() {
     // A model far slower than tmpfs, so the scheduler is the bottleneck: 200 MiB/s, 20k IOPS.
     let model = CostModel::from_rates(20_000, 200 * MIB, 20_000, 200 * MIB, &CostConfig::default())
         .unwrap();
-    let mut q = queue(IoGroup::new(model, false), &f, 32, 64 * KIB);
-    let a = q.register_class("a", 400, None, None);
-    let b = q.register_class("b", 100, None, None);
+    let mut q = queue(IoGroup::new(model, false, Instant::now()), &f, 32, 64 * KIB);
+    let a = q.add_class(ClassConfig::new("a", 400)).unwrap();
+    let b = q.add_class(ClassConfig::new("b", 100)).unwrap();
     let bytes = closed_loop(
         &mut q,
         &[(a, 16, 64 * KIB), (b, 16, 64 * KIB)],
@@ -174,7 +202,7 @@ fn shares_400_to_100_deliver_4_to_1() {
         total >= model_bw * 0.85,
         "dispatched {total:.0} B/s far below the model's {model_bw:.0}"
     );
-    let s = q.class_stats(a);
+    let s = q.class_stats(a).unwrap();
     assert!(s.operations > 0 && s.consumption > 0.0 && s.total_exec_sec > 0.0);
 }
 
@@ -184,10 +212,12 @@ fn class_limited_to_100_mib_stays_under_115_percent() {
     let dir = tempfile::tempdir_in(base_dir()).unwrap();
     let f = written_file(dir.path());
     let model = CostModel::unconfigured(&CostConfig::default());
-    let group = IoGroup::new(model, false);
+    let group = IoGroup::new(model, false, Instant::now());
     let limit = group.bandwidth_limit(100 * MIB);
     let mut q = queue(group, &f, 16, 128 * KIB);
-    let limited = q.register_class("limited", 100, None, Some(limit));
+    let limited = q
+        .add_class(ClassConfig::new("limited", 100).bandwidth(limit))
+        .unwrap();
     let bytes = closed_loop(
         &mut q,
         &[(limited, 16, 128 * KIB)],
@@ -216,12 +246,12 @@ fn unconfigured_queue_costs_nothing_against_the_engine_alone() {
     let mut engine_bw = Vec::new();
     let mut queue_bw = Vec::new();
     let mut q = queue(
-        IoGroup::new(CostModel::unconfigured(&CostConfig::default()), false),
+        IoGroup::unconfigured(&CostConfig::default(), Instant::now()),
         &f,
         depth,
         size,
     );
-    let class = q.register_class("only", 100, None, None);
+    let class = q.add_class(ClassConfig::new("only", 100)).unwrap();
     // Rounds alternate which side runs first, so drift in the machine's load cancels out.
     let mut ratios = Vec::new();
     for round in 0..7u64 {
@@ -241,7 +271,7 @@ fn unconfigured_queue_costs_nothing_against_the_engine_alone() {
                 .unwrap()
                 .bandwidth()
         };
-        let queue_side = |q: &mut IoQueue| {
+        let queue_side = |q: &mut RingQueue| {
             let b = closed_loop(q, &[(class, depth, size)], Duration::from_millis(100), secs);
             b[0] as f64 / secs.as_secs_f64()
         };
@@ -287,12 +317,16 @@ fn split_requests_reassemble() {
         .unwrap();
     let max = model.max_request_len(Direction::Read);
     assert!(max < MIB, "max length {max}");
-    let mut q = queue(IoGroup::new(model, false), &f, 2, MIB);
-    let c = q.register_class("c", 100, None, None);
-    q.queue(c, Direction::Read, 0, 0, MIB, 0, 7).unwrap();
-    // A request running past the end of the file: only the part inside it counts.
-    q.queue(c, Direction::Read, 0, FILE - 256 * KIB, MIB, 1, 8)
+    let mut q = queue(IoGroup::new(model, false, Instant::now()), &f, 2, MIB);
+    let c = q.add_class(ClassConfig::new("c", 100)).unwrap();
+    q.queue(io(c, Direction::Read, 0, MIB, 0, 7), Instant::now())
         .unwrap();
+    // A request running past the end of the file: only the part inside it counts.
+    q.queue(
+        io(c, Direction::Read, FILE - 256 * KIB, MIB, 1, 8),
+        Instant::now(),
+    )
+    .unwrap();
     let mut results = Vec::new();
     while q.pending() > 0 {
         q.poll(true, |c| results.push((c.user_data, c.result)))
@@ -314,23 +348,25 @@ fn nowait_writes_that_would_block_are_retried_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let f = TestFile::create_unlinked(dir.path(), 0).unwrap();
     let mut q = queue(
-        IoGroup::new(CostModel::unconfigured(&CostConfig::default()), false),
+        IoGroup::unconfigured(&CostConfig::default(), Instant::now()),
         &f,
         4,
         64 * KIB,
     );
     q.set_nowait_writes(true);
-    let c = q.register_class("appends", 100, None, None);
+    let c = q.add_class(ClassConfig::new("appends", 100)).unwrap();
     let mut completed = 0;
     for i in 0..64u64 {
         q.queue(
-            c,
-            Direction::Write,
-            0,
-            i * 64 * KIB,
-            64 * KIB,
-            (i % 4) as usize,
-            i,
+            io(
+                c,
+                Direction::Write,
+                i * 64 * KIB,
+                64 * KIB,
+                (i % 4) as usize,
+                i,
+            ),
+            Instant::now(),
         )
         .unwrap();
         if i % 4 == 3 {
@@ -344,12 +380,12 @@ fn nowait_writes_that_would_block_are_retried_and_counted() {
         }
     }
     assert_eq!(completed, 64);
-    let retries = q.stats().aio_retries;
+    let retries = q.total_aio_retries();
     println!(
         "{} of 64 appending writes were retried without RWF_NOWAIT",
         retries
     );
-    assert_eq!(q.class_stats(c).aio_retries, retries);
+    assert_eq!(q.aio_retries(c).unwrap(), retries);
     let fs = scheduler::topology::Topology::for_directory(dir.path())
         .map(|t| t.fs_type)
         .unwrap_or_default();
@@ -369,22 +405,17 @@ fn nowait_writes_on_a_filesystem_without_rwf_nowait_just_work() {
     let dir = tempfile::tempdir_in("/dev/shm").unwrap();
     let f = TestFile::create_unlinked(dir.path(), MIB).unwrap();
     let mut q = queue(
-        IoGroup::new(CostModel::unconfigured(&CostConfig::default()), false),
+        IoGroup::unconfigured(&CostConfig::default(), Instant::now()),
         &f,
         4,
         64 * KIB,
     );
     q.set_nowait_writes(true);
-    let c = q.register_class("w", 100, None, None);
+    let c = q.add_class(ClassConfig::new("w", 100)).unwrap();
     for i in 0..4u64 {
         q.queue(
-            c,
-            Direction::Write,
-            0,
-            i * 64 * KIB,
-            64 * KIB,
-            i as usize,
-            i,
+            io(c, Direction::Write, i * 64 * KIB, 64 * KIB, i as usize, i),
+            Instant::now(),
         )
         .unwrap();
     }
@@ -398,7 +429,7 @@ fn nowait_writes_on_a_filesystem_without_rwf_nowait_just_work() {
     }
     assert_eq!(ok, 4);
     assert_eq!(
-        q.stats().aio_retries,
+        q.total_aio_retries(),
         0,
         "EOPNOTSUPP is not a would-block retry"
     );
