@@ -469,16 +469,18 @@ impl<T> FairQueue<T> {
         self.queued_capacity -= u128::from(request.capacity);
         let blocks = request.bytes >> BANDWIDTH_BLOCK_SHIFT;
 
-        // Charge and throttle every level, bottom up.
+        // Charge and throttle every level, bottom up (a discarded request charges nothing).
         let mut node = class;
-        while charge {
-            self.charge(node, request.capacity);
-            self.consume_bandwidth(node, blocks, now_ns);
-            let parent = self.sched(node).parent;
-            if parent == ROOT {
-                break;
+        if charge {
+            loop {
+                self.charge(node, request.capacity);
+                self.consume_bandwidth(node, blocks, now_ns);
+                let parent = self.sched(node).parent;
+                if parent == ROOT {
+                    break;
+                }
+                node = NodeRef::Group(parent);
             }
-            node = NodeRef::Group(parent);
         }
 
         self.requeue_path(class);
