@@ -597,16 +597,22 @@ impl<T> IoQueue<T> {
             if st.fq.is_empty() {
                 continue;
             }
-            let at = if st.fq.peek(now_ns).is_none() {
+            let at = match st.fq.peek(now_ns) {
                 // Every class with work is over its bandwidth limit.
-                st.fq.next_replug_ns().unwrap_or(now_ns)
-            } else {
-                let bucket = self.group.bucket(si);
-                match &st.reservation {
-                    Some(r) if bucket.deficiency(r.position) > 0 => {
-                        bucket.covered_at_ns(r.position)
+                None => st.fq.next_replug_ns().unwrap_or(now_ns),
+                Some((_, cap)) => {
+                    let bucket = self.group.bucket(si);
+                    match &st.reservation {
+                        Some(r) if bucket.deficiency(r.position) > 0 => {
+                            // The head request goes once `cap` tokens past the used part
+                            // are covered: within this reservation, or (when what is left of
+                            // it is smaller) in the one re-grabbed after it.
+                            let remaining = r.amount - r.used;
+                            let enough = r.position.wrapping_sub(remaining).wrapping_add(cap);
+                            bucket.covered_at_ns(enough)
+                        }
+                        _ => now_ns,
                     }
-                    _ => now_ns,
                 }
             };
             best = Some(best.map_or(at, |b| b.min(at)));
