@@ -44,6 +44,9 @@ struct Sim {
     origin: Instant,
     queue: IoQueue<usize>,
     latency: u64,
+    /// Latencies uniform in [0, 2 × latency] instead of fixed.
+    jitter: bool,
+    rng: u64,
 }
 
 impl Sim {
@@ -53,6 +56,8 @@ impl Sim {
             origin,
             queue: IoQueue::new(IoGroup::new(model, duplex, origin)),
             latency: latency.as_nanos() as u64,
+            jitter: false,
+            rng: 0x9e37_79b9_7f4a_7c15,
         }
     }
 
@@ -101,7 +106,15 @@ impl Sim {
                 }
             }
             while let Some(d) = self.queue.poll_dispatch(now) {
-                disk.push(Reverse((t + self.latency, d.part.to_u64())));
+                let lat = if self.jitter {
+                    self.rng ^= self.rng << 13;
+                    self.rng ^= self.rng >> 7;
+                    self.rng ^= self.rng << 17;
+                    self.rng % (2 * self.latency + 1)
+                } else {
+                    self.latency
+                };
+                disk.push(Reverse((t + lat, d.part.to_u64())));
             }
             let next_completion = disk.peek().map(|Reverse((d, _))| *d);
             let next_dispatch = self
@@ -743,4 +756,50 @@ fn a_cancelled_request_never_goes_out_and_costs_nothing() {
         q.model().capacity(Direction::Read, 128 * KIB).0 as f64 / (1u64 << 24) as f64 / 1000.0;
     let expect = consumed + per * seen.len() as f64;
     assert!(within(q.class_stats(c).unwrap().consumption, expect, 1e-9));
+}
+
+#[test]
+fn queries_at_1000_shares_beside_compaction_at_100_get_ten_times_the_disk_time() {
+    // The latency-isolation setup (a blkio throttle's limits as the model): 4 KiB random
+    // reads against 128 KiB reads split into 64 KiB parts, on a device whose latency varies.
+    let model =
+        CostModel::from_rates(3000, 80 * MIB, 2000, 60 * MIB, &CostConfig::default()).unwrap();
+    for latency in [100u64, 500, 2000] {
+        let mut sim = Sim::new(model.clone(), false, Duration::from_micros(latency));
+        sim.jitter = true;
+        let q = class(&mut sim.queue, "query", 1000);
+        let c = class(&mut sim.queue, "compaction", 100);
+        let loads = [
+            Load {
+                class: q,
+                direction: Direction::Read,
+                len: 4 * KIB,
+                depth: 16,
+                start: 0,
+            },
+            Load {
+                class: c,
+                direction: Direction::Read,
+                len: 128 * KIB,
+                depth: 32,
+                start: 0,
+            },
+        ];
+        sim.run(&loads, 0, 0, 10 * SEC);
+        let (a, b) = (
+            sim.queue.class_stats(q).unwrap(),
+            sim.queue.class_stats(c).unwrap(),
+        );
+        let ratio = a.consumption / b.consumption;
+        println!(
+            "latency up to {}us: {:.3} s / {:.3} s = {ratio:.4}",
+            2 * latency,
+            a.consumption,
+            b.consumption
+        );
+        assert!(within(ratio, 10.0, 0.01), "{ratio}");
+        // Every 128 KiB read went out as two 64 KiB parts (the model's maximum length).
+        assert!(b.operations > 0 && b.split_requests >= b.operations);
+        assert_eq!(a.split_requests, 0);
+    }
 }

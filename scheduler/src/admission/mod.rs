@@ -13,6 +13,13 @@
 //! [`ThreadTimer`]; tokio: `TokioTimer` with the `tokio` feature) for the time the bucket
 //! will cover them, instead of polling.
 //!
+//! The timer's precision matters only while the disk is idle and requests wait for tokens
+//! (every completion also lets out what the tokens allow): the bucket holds the latency
+//! goal's worth of disk time, and tokens that accrue beyond it while nobody looks are lost.
+//! A timer that wakes later than the goal therefore costs throughput. [`ThreadTimer`] wakes
+//! within tens of microseconds; tokio's timer ticks in milliseconds, so with `TokioTimer` use
+//! a latency goal of 2 ms or more (or a `ThreadTimer`, which works under tokio too).
+//!
 //! A request longer than the model's maximum length is split by the core; its permit is
 //! granted once every part has been let out (the engine still does one I/O).
 //!
