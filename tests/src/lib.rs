@@ -4,6 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod throttle;
+pub use throttle::{disk_of, Throttle};
+
 /// Path of a workspace binary built in the same profile as the running test
 /// (`target/<profile>/<name>`). `cargo test --workspace` builds them, because each binary
 /// package has an integration test of its own.
@@ -16,6 +19,19 @@ pub fn bin(name: &str) -> PathBuf {
         .expect("target/<profile>");
     let path = dir.join(name);
     assert!(path.is_file(), "{} is missing: run `cargo test --workspace` (it builds every binary) or `cargo build --workspace`", path.display());
+    path
+}
+
+/// Path of an example of the `scheduler` crate built in the same profile as the running test
+/// (`target/<profile>/examples/<name>`); `cargo test --workspace` builds the examples.
+pub fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let path = dir.join("examples").join(name);
+    assert!(path.is_file(), "{} is missing: run `cargo test --workspace` (it builds the examples) or `cargo build -p scheduler --features tokio --examples`", path.display());
     path
 }
 

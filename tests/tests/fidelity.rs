@@ -2,74 +2,18 @@
 //! must measure the configured limits within 1% (fio manages 0.1%; the reference iotune
 //! overestimates by up to ~5%). See shared/reference/test-environment.md.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use e2e::{bin, disk_dir, entries, is_root, run};
+use e2e::{bin, disk_dir, disk_of, entries, run, Throttle};
 use scheduler::io_properties::IoProperties;
-use scheduler::topology::{DeviceKind, Topology};
+use scheduler::topology::Topology;
 
 const MIB: u64 = 1 << 20;
 
-/// A blkio cgroup with throttle limits; limits reset and the group removed on drop.
-struct Throttle {
-    dir: PathBuf,
-    dev: (u32, u32),
-}
-
-impl Throttle {
-    fn new(dev: (u32, u32), limits: &[(&str, u64)]) -> std::io::Result<Throttle> {
-        let dir =
-            Path::new("/sys/fs/cgroup/blkio").join(format!("iotune-e2e-{}", std::process::id()));
-        std::fs::create_dir(&dir)?;
-        let t = Throttle { dir, dev };
-        for (file, v) in limits {
-            t.set(file, *v)?;
-        }
-        Ok(t)
-    }
-
-    fn set(&self, file: &str, v: u64) -> std::io::Result<()> {
-        std::fs::write(
-            self.dir.join(format!("blkio.throttle.{file}")),
-            format!("{}:{} {v}\n", self.dev.0, self.dev.1),
-        )
-    }
-}
-
-impl Drop for Throttle {
-    fn drop(&mut self) {
-        for f in [
-            "read_bps_device",
-            "write_bps_device",
-            "read_iops_device",
-            "write_iops_device",
-        ] {
-            let _ = self.set(f, 0);
-        }
-        let _ = std::fs::remove_dir(&self.dir);
-    }
-}
-
-/// The whole-disk device number under `dir` (blkio throttles whole disks).
-fn disk_of(dir: &Path) -> Option<(u32, u32)> {
-    let t = Topology::for_directory(dir).ok()?;
-    let d = t.device?;
-    match d.kind {
-        DeviceKind::Partition => d.parent.map(|p| p.dev),
-        DeviceKind::Disk => Some(d.dev),
-        _ => None,
-    }
-}
-
 #[test]
 fn throttled_device_truth_within_one_percent() {
-    if !is_root() {
-        println!("skipped: needs root to create a blkio cgroup");
-        return;
-    }
-    if !Path::new("/sys/fs/cgroup/blkio/blkio.throttle.read_bps_device").exists() {
-        println!("skipped: no cgroup v1 blkio controller at /sys/fs/cgroup/blkio");
+    if let Some(why) = Throttle::unavailable() {
+        println!("skipped: {why}");
         return;
     }
     let eval = disk_dir();
@@ -98,10 +42,7 @@ fn throttled_device_truth_within_one_percent() {
     };
     let out_dir = tempfile::tempdir().unwrap();
     let props = out_dir.path().join("p.yaml");
-    let script = format!(
-        "echo $$ > {}/cgroup.procs && exec \"$@\"",
-        throttle.dir.display()
-    );
+    let script = throttle.run_inside_script();
     let out = run(Command::new("sh")
         .args(["-c", &script, "sh"])
         .arg(bin("iotune"))
