@@ -19,13 +19,26 @@
 //! additionally pays one block of bandwidth, so for a disk whose IOPS × 512 is a sizeable share
 //! of its bandwidth it is several percent below the configured IOPS by design (the additive
 //! cost of scheduler.md §9; 6.8 % for the §2 test vector).
+//!
+//! # Closed loop
+//!
+//! Arithmetic says what the costs allow; the machinery (shared token bucket, replenish
+//! threshold, per-tick grabbing by every shard, IO groups, splitting) decides what gets through.
+//! So `--check` also drives the real scheduling core — all `--smp` shards in `--num-io-groups`
+//! groups — against an instant device on a simulated clock ([`scheduler::sim`]), for each
+//! direction and every power-of-two request size from 512 bytes to the maximum length, and
+//! compares what it let through with what the cost model allows (the inverse of the request's
+//! cost) and with the io-properties figures at that size (`1 / (1/IOPS + size/bandwidth)`).
+//! A shortfall beyond the tolerance fails the check: that is how the reference's queue holds
+//! write IOPS below the configured rate (seastar#2771, redpanda#23002) shows up.
 
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use scheduler::cost_model::CostModel;
+use scheduler::cost_model::{CostConfig, CostError, CostModel};
 use scheduler::io_properties::DiskProperties;
+use scheduler::sim::{simulate, DiskRates, SimConfig};
 use scheduler::Direction;
 
 /// The small request size, bytes.
@@ -75,18 +88,57 @@ pub struct CheckReport {
     pub rows: Vec<Row>,
     /// Not checked; see the module docs.
     pub small_requests: Vec<SmallRequest>,
-    /// Every row is within tolerance.
+    /// Shards driven in the closed loop (all IO groups together).
+    pub shards: u32,
+    /// The closed loop, per direction and request size (module docs, "Closed loop").
+    pub closed_loop: Vec<LoopRow>,
+    /// Every row (arithmetic and closed loop) is within tolerance.
     pub pass: bool,
 }
 
-/// Checks `model` (built from `disk` with `io_groups` groups) against the disk's rates.
+/// What the scheduler let through for one direction and request size, on a simulated clock
+/// against an instant device.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoopRow {
+    /// `read` or `write`.
+    pub direction: Direction,
+    /// Request size, bytes.
+    pub request_size: u64,
+    /// Requests per second the scheduler let through, all shards.
+    pub delivered_iops: f64,
+    /// Bytes per second the scheduler let through.
+    pub delivered_bandwidth: f64,
+    /// Requests per second the cost model allows (the inverse of the request's cost, all
+    /// groups).
+    pub model_iops: f64,
+    /// Requests per second the io-properties figures give at this size:
+    /// `1 / (1/IOPS + size/bandwidth)`.
+    pub properties_iops: f64,
+    /// `delivered / model − 1`, percent.
+    pub error_pct: f64,
+    /// Delivered at least `model × (1 − tolerance)`.
+    pub ok: bool,
+    /// False when the request is too cheap to simulate (the scheduler cannot limit it; see
+    /// `scheduler::sim::MIN_SIMULATED_COST`): not judged.
+    pub simulated: bool,
+}
+
+/// Checks `model` (built from `disk` under `cfg`) against the disk's rates, and drives the
+/// scheduling core with `shards` shards against an instant device (see the module docs).
+///
+/// # Errors
+///
+/// The cost model's errors for the simulated groups (the same rates and settings as `model`,
+/// so in practice none).
 pub fn check(
     model: &CostModel,
     disk: &DiskProperties,
     source: &str,
-    io_groups: u32,
+    cfg: &CostConfig,
+    shards: u32,
     tolerance_pct: f64,
-) -> CheckReport {
+) -> Result<CheckReport, CostError> {
+    let io_groups = cfg.io_groups;
     let rate_per_s = model.rate_per_ms as f64 * 1000.0;
     let groups = f64::from(io_groups);
     let mut rows = Vec::new();
@@ -124,8 +176,9 @@ pub fn check(
         });
     }
     rows.extend(bandwidth_rows);
-    let pass = rows.iter().all(|r| r.ok);
-    CheckReport {
+    let closed_loop = closed_loop(model, disk, cfg, shards, tolerance_pct)?;
+    let pass = rows.iter().all(|r| r.ok) && closed_loop.iter().all(|r| r.ok);
+    Ok(CheckReport {
         source: source.to_owned(),
         mountpoints: disk
             .mountpoints
@@ -136,8 +189,59 @@ pub fn check(
         tolerance_pct,
         rows,
         small_requests,
+        shards,
+        closed_loop,
         pass,
+    })
+}
+
+/// The closed loop of the module docs.
+fn closed_loop(
+    model: &CostModel,
+    disk: &DiskProperties,
+    cfg: &CostConfig,
+    shards: u32,
+    tolerance_pct: f64,
+) -> Result<Vec<LoopRow>, CostError> {
+    let rates = DiskRates {
+        read_iops: disk.read_iops,
+        read_bandwidth: disk.read_bandwidth,
+        write_iops: disk.write_iops,
+        write_bandwidth: disk.write_bandwidth,
+        duplex: disk.duplex,
+    };
+    let sim = SimConfig {
+        shards: shards.max(cfg.io_groups),
+        io_groups: cfg.io_groups,
+        latency_goal_ms: cfg.latency_goal_ms,
+        ..SimConfig::default()
+    };
+    let mut rows = Vec::new();
+    for (dir, iops, bandwidth) in [
+        (Direction::Read, disk.read_iops, disk.read_bandwidth),
+        (Direction::Write, disk.write_iops, disk.write_bandwidth),
+    ] {
+        let mut len = SMALL;
+        while len <= model.max_request_len(dir) {
+            let p = simulate(&rates, &sim, dir, len)?;
+            let properties_iops = 1.0 / (1.0 / iops as f64 + len as f64 / bandwidth as f64);
+            let error_pct = (p.ratio - 1.0) * 100.0;
+            rows.push(LoopRow {
+                direction: dir,
+                request_size: len,
+                delivered_iops: p.delivered_iops,
+                delivered_bandwidth: p.delivered_bandwidth,
+                model_iops: p.model_iops,
+                properties_iops,
+                error_pct,
+                // NaN fails.
+                ok: !p.simulated || error_pct >= -tolerance_pct,
+                simulated: p.simulated,
+            });
+            len *= 2;
+        }
     }
+    Ok(rows)
 }
 
 fn iops_name(dir: &str) -> &'static str {
@@ -228,14 +332,58 @@ impl CheckReport {
              bandwidth; scheduler.md §9)",
             small.join(", ")
         );
+        let _ = writeln!(
+            out,
+            "\nclosed loop: the scheduling core with {} shard(s) in {} IO group(s) against an \
+             instant device",
+            self.shards, self.io_groups
+        );
+        let _ = writeln!(
+            out,
+            "{:<5} {:>9} {:>14} {:>16} {:>14} {:>14} {:>9}",
+            "dir", "size", "delivered IOPS", "delivered B/s", "model IOPS", "props IOPS", "error"
+        );
+        for r in self.closed_loop.iter().filter(|r| !r.simulated) {
+            let _ = writeln!(
+                out,
+                "{:<5} {:>9} {:>14} (costs under {} capacity units: nothing to limit, not \
+                 simulated)",
+                r.direction.name(),
+                r.request_size,
+                "-",
+                scheduler::sim::MIN_SIMULATED_COST
+            );
+        }
+        for r in self.closed_loop.iter().filter(|r| r.simulated) {
+            let _ = writeln!(
+                out,
+                "{:<5} {:>9} {:>14.0} {:>16.0} {:>14.0} {:>14.0} {:>+8.3}% {}",
+                r.direction.name(),
+                r.request_size,
+                r.delivered_iops,
+                r.delivered_bandwidth,
+                r.model_iops,
+                r.properties_iops,
+                r.error_pct,
+                if r.ok { "ok" } else { "FAIL" }
+            );
+        }
+        out.push_str(
+            "(model IOPS: the inverse of the request's cost; props IOPS: 1/(1/IOPS + \
+             size/bandwidth) from io-properties; error: delivered against model)\n",
+        );
         let failed = self.rows.iter().filter(|r| !r.ok).count();
+        let loop_failed = self.closed_loop.iter().filter(|r| !r.ok).count();
         if self.pass {
             out.push_str("check passed\n");
         } else {
             let _ = writeln!(
                 out,
-                "check FAILED: {failed} of {} quantities off by more than {}%",
+                "check FAILED: {failed} of {} quantities off by more than {}%, {loop_failed} of \
+                 {} closed-loop points delivering less than the model allows by more than {}%",
                 self.rows.len(),
+                self.tolerance_pct,
+                self.closed_loop.len(),
                 self.tolerance_pct
             );
         }
@@ -253,14 +401,21 @@ impl CheckReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use scheduler::cost_model::CostConfig;
 
     #[test]
     fn the_linear_split_recovers_the_vector() {
         let disk = DiskProperties::new("/", 218786, 1542559872, 121499, 1130867072);
         let model = CostModel::from_disk(&disk, &CostConfig::default()).unwrap();
-        let report = check(&model, &disk, "<inline>", 1, 5.0);
+        let report = check(&model, &disk, "<inline>", &CostConfig::default(), 7, 5.0).unwrap();
         assert!(report.pass, "{}", report.to_text());
+        assert_eq!(
+            report.closed_loop.len(),
+            12 + 11,
+            "512 B .. 1 MiB reads, .. 512 KiB writes"
+        );
+        for r in &report.closed_loop {
+            assert!(r.error_pct.abs() < 1.0, "{r:?}");
+        }
         for r in &report.rows {
             assert!(r.error_pct.abs() < 0.5, "{r:?}");
         }
@@ -272,7 +427,7 @@ mod tests {
     fn zero_costs_fail_instead_of_dividing_by_zero() {
         let disk = DiskProperties::new("/", u64::MAX, u64::MAX, u64::MAX, u64::MAX);
         let model = CostModel::from_disk(&disk, &CostConfig::default()).unwrap();
-        let report = check(&model, &disk, "x", 1, 5.0);
+        let report = check(&model, &disk, "x", &CostConfig::default(), 1, 5.0).unwrap();
         assert!(!report.pass);
         assert!(report.rows.iter().all(|r| r.implied.is_infinite()));
         assert!(report.to_json().unwrap().contains("null"));

@@ -75,7 +75,8 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         eprintln!("ioinfo: warning: {warning}");
     }
     if cli.check {
-        let report = check::check(&model, disk, &source, cli.num_io_groups, cli.tolerance);
+        let report = check::check(&model, disk, &source, &cfg, cli.smp(), cli.tolerance)
+            .context("cannot simulate the scheduler")?;
         let text = match cli.output_format {
             OutputFormat::Yaml => report.to_text(),
             OutputFormat::Json => report

@@ -18,7 +18,8 @@ pub struct Report {
     pub disk_write_max_length: u64,
     /// st_dev of the directory (glibc `makedev` encoding, e.g. 8:1 is 2049).
     pub device: u64,
-    /// The configured latency goal, milliseconds.
+    /// The latency goal the queue uses, milliseconds: the token bucket's limit over its rate
+    /// (above the configured goal when a 64 KiB request costs more; as the reference prints).
     pub io_latency_goal_ms: f64,
     /// The queue's integers.
     pub io_queue: IoQueue,
@@ -110,7 +111,7 @@ impl Report {
             disk_read_max_length: model.max_request_len(Direction::Read),
             disk_write_max_length: model.max_request_len(Direction::Write),
             device,
-            io_latency_goal_ms: model.latency_goal_ms,
+            io_latency_goal_ms: model.effective_latency_goal_ms,
             io_queue: IoQueue {
                 id: u32::from(model.configured),
                 req_count_rate: model.req_count_rate,

@@ -198,8 +198,81 @@ fn check_passes_for_the_vector_and_an_array() {
             stderr(&out)
         );
         assert!(stdout(&out).contains("check passed"));
-        assert_eq!(stdout(&out).matches(" ok\n").count(), 4);
+        assert!(stdout(&out).contains("closed loop: the scheduling core with 7 shard(s)"));
+        // 4 arithmetic rows, then one closed-loop row per direction and size.
+        assert!(stdout(&out).matches(" ok\n").count() > 4 + 2 * 10);
+        assert!(!stdout(&out).contains("FAIL"));
     }
+}
+
+#[test]
+fn check_drives_the_scheduler_for_every_size_shards_and_groups() {
+    for groups in ["1", "4"] {
+        let out = ioinfo(&[
+            "--io-properties",
+            ARRAY,
+            "--check",
+            "--smp",
+            "192",
+            "--num-io-groups",
+            groups,
+            "--output-format",
+            "json",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        assert_eq!(v["shards"], 192);
+        let rows = v["closed_loop"].as_array().unwrap();
+        let sizes: Vec<u64> = rows
+            .iter()
+            .filter(|r| r["direction"] == "read")
+            .map(|r| r["request_size"].as_u64().unwrap())
+            .collect();
+        assert_eq!(sizes.first(), Some(&512));
+        assert_eq!(
+            sizes.last().copied(),
+            Some(max_read(&["--smp", "192", "--num-io-groups", groups])),
+            "up to the maximum read length"
+        );
+        for r in rows {
+            let (delivered, model) = (
+                r["delivered_iops"].as_f64().unwrap(),
+                r["model_iops"].as_f64().unwrap(),
+            );
+            assert!(delivered >= 0.99 * model, "{groups} group(s): {r}");
+            assert_eq!(r["ok"], true);
+        }
+    }
+}
+
+/// The maximum read length ioinfo prints for the array with `args`.
+fn max_read(args: &[&str]) -> u64 {
+    let mut all = vec!["--io-properties", ARRAY, "--output-format", "json"];
+    all.extend_from_slice(args);
+    let out = ioinfo(&all);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    v["disk_read_max_length"].as_u64().unwrap()
+}
+
+#[test]
+fn the_latency_goal_printed_is_the_one_the_queue_uses() {
+    // A slow disk: a 64 KiB request costs 5.3125 ms, so the bucket holds that much and the
+    // queue's goal is 5.3125 ms, not the configured 0.75 (the reference prints the same).
+    let out = ioinfo(&[
+        "--io-properties",
+        "{disks: [{mountpoint: /, read_iops: 200, read_bandwidth: 200M, write_iops: 200, write_bandwidth: 200M}]}",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("io_latency_goal_ms: 5.3125\n"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("5.31 ms latency goal"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -82,7 +82,16 @@ pub struct SimPoint {
     pub ratio: f64,
     /// Simulated seconds measured (after the warm-up).
     pub window_sec: f64,
+    /// False when the request costs so little ([`MIN_SIMULATED_COST`]) that no device could
+    /// be limited by the scheduler: nothing was simulated, and `delivered_*` equal `model_*`
+    /// (infinite when the cost is 0).
+    pub simulated: bool,
 }
+
+/// Requests cheaper than this many capacity units (about 6 ns of disk time: more than 160M
+/// requests per second per IO group) are not simulated: the scheduler cannot be what limits
+/// them, and simulating them would take many millions of steps.
+pub const MIN_SIMULATED_COST: u64 = 100;
 
 /// Simulates `direction` requests of `len` bytes (see the module docs).
 ///
@@ -137,8 +146,21 @@ pub fn simulate(
     let rate_per_sec = (CAPACITY_PER_MS * 1000) as f64;
     let model_iops: f64 = group_models
         .iter()
-        .map(|m| rate_per_sec / cost(m).max(1) as f64)
+        .map(|m| rate_per_sec / cost(m) as f64)
         .sum();
+    if cost(model) < MIN_SIMULATED_COST {
+        return Ok(SimPoint {
+            direction,
+            request_size: len,
+            delivered_iops: model_iops,
+            delivered_bandwidth: model_iops * len as f64,
+            model_iops,
+            model_bandwidth: model_iops * len as f64,
+            ratio: 1.0,
+            window_sec: 0.0,
+            simulated: false,
+        });
+    }
     // Enough queued per shard to use a whole grab (or the whole bucket) at once.
     let per_grab = model
         .per_tick_grab_threshold
@@ -214,6 +236,7 @@ pub fn simulate(
         model_bandwidth: model_iops * len as f64,
         ratio: delivered_iops / model_iops,
         window_sec,
+        simulated: true,
     })
 }
 

@@ -53,7 +53,10 @@ impl Throttle {
 
     /// A `sh -c` script that moves itself into the cgroup and then runs its arguments.
     pub fn run_inside_script(&self) -> String {
-        format!("echo $$ > {}/cgroup.procs && exec \"$@\"", self.dir.display())
+        format!(
+            "echo $$ > {}/cgroup.procs && exec \"$@\"",
+            self.dir.display()
+        )
     }
 }
 

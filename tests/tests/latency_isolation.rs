@@ -58,7 +58,10 @@ fn the_scheduler_isolates_queries_from_compaction_on_a_throttled_disk() {
     }
     let dir = disk_dir();
     let Some(dev) = disk_of(dir.path()) else {
-        println!("skipped: {} is not on a plain disk or partition", dir.path().display());
+        println!(
+            "skipped: {} is not on a plain disk or partition",
+            dir.path().display()
+        );
         return;
     };
     let (read_bps, write_bps, read_iops, write_iops) = (80 * MIB, 60 * MIB, 3000, 2000);
@@ -90,13 +93,25 @@ fn the_scheduler_isolates_queries_from_compaction_on_a_throttled_disk() {
     let props = props.to_str().unwrap();
 
     // Latency: 8 queries in flight, with the scheduler and without.
-    let on = engine(&throttle, dir.path(), &["--io-properties-file", props, "--query-depth", "8"]);
-    let off = engine(&throttle, dir.path(), &["--no-scheduler", "--query-depth", "8"]);
+    let on = engine(
+        &throttle,
+        dir.path(),
+        &["--io-properties-file", props, "--query-depth", "8"],
+    );
+    let off = engine(
+        &throttle,
+        dir.path(),
+        &["--no-scheduler", "--query-depth", "8"],
+    );
     // Shares: with 32 queries in flight the query class always has queued work, even when
     // other processes keep the CPU busy and the engine's tasks come back late; the split of
     // disk time is then the shares'. (With fewer it sometimes idles, and compaction, always
     // backlogged, takes the gap.)
-    let split = engine(&throttle, dir.path(), &["--io-properties-file", props, "--query-depth", "32"]);
+    let split = engine(
+        &throttle,
+        dir.path(),
+        &["--io-properties-file", props, "--query-depth", "32"],
+    );
     drop(throttle);
 
     let p99 = |r: &serde_json::Value| class(r, "query")["latency_us"]["p99"].as_f64().unwrap();
@@ -130,6 +145,9 @@ fn the_scheduler_isolates_queries_from_compaction_on_a_throttled_disk() {
         with <= without / 10.0,
         "query p99 {with} us with the scheduler, {without} us without: not a tenth"
     );
-    assert!((ratio / 10.0 - 1.0).abs() <= 0.05, "disk time ratio {ratio}");
+    assert!(
+        (ratio / 10.0 - 1.0).abs() <= 0.05,
+        "disk time ratio {ratio}"
+    );
     assert!(entries(dir.path()).is_empty(), "data files left behind");
 }
