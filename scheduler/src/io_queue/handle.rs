@@ -115,10 +115,6 @@ pub enum QueueError {
         /// The most parts one request may have.
         max_parts: u32,
     },
-    /// The request has parts that were not dispatched yet (for
-    /// [`IoQueue::complete_request`](super::IoQueue::complete_request)).
-    #[error("request {0:?} still has parts waiting for dispatch")]
-    NotDispatched(RequestId),
     /// More than 2^32 requests, parts or classes at once.
     #[error("the queue is full: 2^32 live requests, parts or classes")]
     Full,

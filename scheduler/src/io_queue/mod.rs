@@ -19,9 +19,9 @@
 //!   token bucket will cover the waiting request, so a driver arms a timer instead of
 //!   spinning.
 //!
-//! Drivers sit around it: [`crate::ring_queue::RingQueue`] (io_uring or threads, used by
-//! io-tester), [`crate::admission`] (an async permit for engines with their own I/O), and the
-//! simulated instant device of [`crate::sim`].
+//! Drivers sit around it: `ring_queue::RingQueue` (io_uring or threads, used by io-tester;
+//! feature `harness`), [`crate::admission`] (an async permit for engines with their own I/O),
+//! and the simulated instant device of [`crate::sim`].
 //!
 //! # Example
 //!
