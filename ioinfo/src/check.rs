@@ -139,7 +139,7 @@ pub fn check(
     tolerance_pct: f64,
 ) -> Result<CheckReport, CostError> {
     let io_groups = cfg.io_groups;
-    let rate_per_s = model.rate_per_ms as f64 * 1000.0;
+    let rate_per_s = model.rate_per_ms() as f64 * 1000.0;
     let groups = f64::from(io_groups);
     let mut rows = Vec::new();
     let mut small_requests = Vec::new();

@@ -46,12 +46,12 @@ fn params() -> Params {
         &CostConfig::default(),
     )
     .expect("model");
-    let rate_per_sec = m.rate_per_ms * 1000;
+    let rate_per_sec = m.rate_per_ms() * 1000;
     let cost = m.capacity(Direction::Read, 4096).0;
     Params {
         rate_per_sec,
-        limit: m.limit,
-        threshold: m.threshold,
+        limit: m.limit(),
+        threshold: m.threshold(),
         cost,
         step_ns: (cost as u128 * 1_000_000_000).div_ceil(rate_per_sec as u128) as u64,
     }

@@ -219,35 +219,38 @@ impl QueueRates {
 
 /// Everything the scheduler derives from the disk model: queue integers, token bucket
 /// parameters and maximum request lengths (scheduler.md §2).
+///
+/// Built only by the constructors, which keep its invariants (threshold ≤ limit, limit ≤
+/// [`MAX_LIMIT`], every maximum length's cost within the limit); read through the accessors.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CostModel {
     /// `true` when built from io-properties; `false` for the unconfigured placeholder (zero cost).
-    pub configured: bool,
+    configured: bool,
     /// Read requests per second of one IO group, times 128 (`128 * per(Or)`).
-    pub req_count_rate: u64,
+    req_count_rate: u64,
     /// Read 512-byte blocks per second of one IO group, times 128 (`(128 * per(Br)) >> 9`).
-    pub blocks_count_rate: u64,
+    blocks_count_rate: u64,
     /// Write/read request cost ratio, times 128 (`(128 * Or) / Ow`), dimensionless.
-    pub write_req_mult: u64,
+    write_req_mult: u64,
     /// Write/read block cost ratio, times 128 (`(128 * Br) / Bw`), dimensionless.
-    pub write_blocks_mult: u64,
+    write_blocks_mult: u64,
     /// Token bucket refill rate, capacity units per millisecond (always [`CAPACITY_PER_MS`]).
-    pub rate_per_ms: u64,
+    rate_per_ms: u64,
     /// Token bucket depth, capacity units: `max(trunc(2^24 * goal_ms), capacity(limit_min_tokens))`.
-    pub limit: u64,
+    limit: u64,
     /// Smallest replenishment worth doing, capacity units: `clamp(capacity(min_tokens), 1, limit)`.
-    pub threshold: u64,
+    threshold: u64,
     /// Most a shard grabs at once, capacity units: `limit / shards_in_group`.
-    pub per_tick_grab_threshold: u64,
+    per_tick_grab_threshold: u64,
     /// The configured latency goal, milliseconds.
-    pub latency_goal_ms: f64,
+    latency_goal_ms: f64,
     /// The latency goal the bucket really gives, `limit / rate_per_ms`, milliseconds (larger than
     /// the configured one when a 64 KiB request costs more than the goal).
-    pub effective_latency_goal_ms: f64,
+    effective_latency_goal_ms: f64,
     /// Longest read sent to the disk in one piece, bytes (longer ones are split).
-    pub max_read_len: u64,
+    max_read_len: u64,
     /// Longest write sent to the disk in one piece, bytes (longer ones are split).
-    pub max_write_len: u64,
+    max_write_len: u64,
 }
 
 impl CostModel {
@@ -455,6 +458,62 @@ impl CostModel {
     /// The request's cost in capacity units: `trunc((tokens * 1000.0) * 2^24)`, saturating.
     pub fn capacity(&self, dir: Direction, len: u64) -> Capacity {
         tokens_capacity(self.tokens(dir, len))
+    }
+
+    /// `true` when built from io-properties; `false` for the unconfigured placeholder (zero cost).
+    pub fn configured(&self) -> bool {
+        self.configured
+    }
+
+    /// Read requests per second of one IO group, times 128 (`128 * per(Or)`).
+    pub fn req_count_rate(&self) -> u64 {
+        self.req_count_rate
+    }
+
+    /// Read 512-byte blocks per second of one IO group, times 128 (`(128 * per(Br)) >> 9`).
+    pub fn blocks_count_rate(&self) -> u64 {
+        self.blocks_count_rate
+    }
+
+    /// Write/read request cost ratio, times 128 (`(128 * Or) / Ow`), dimensionless.
+    pub fn write_req_mult(&self) -> u64 {
+        self.write_req_mult
+    }
+
+    /// Write/read block cost ratio, times 128 (`(128 * Br) / Bw`), dimensionless.
+    pub fn write_blocks_mult(&self) -> u64 {
+        self.write_blocks_mult
+    }
+
+    /// Token bucket refill rate, capacity units per millisecond (always [`CAPACITY_PER_MS`]).
+    pub fn rate_per_ms(&self) -> u64 {
+        self.rate_per_ms
+    }
+
+    /// Token bucket depth, capacity units (at least 1, at most [`MAX_LIMIT`]).
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Smallest replenishment worth doing, capacity units; in `1..=limit`.
+    pub fn threshold(&self) -> u64 {
+        self.threshold
+    }
+
+    /// Most a shard grabs at once, capacity units: `limit / shards_in_group`.
+    pub fn per_tick_grab_threshold(&self) -> u64 {
+        self.per_tick_grab_threshold
+    }
+
+    /// The configured latency goal, milliseconds.
+    pub fn latency_goal_ms(&self) -> f64 {
+        self.latency_goal_ms
+    }
+
+    /// The latency goal the bucket really gives, `limit / rate_per_ms`, milliseconds (larger
+    /// than the configured one when a 64 KiB request costs more than the goal).
+    pub fn effective_latency_goal_ms(&self) -> f64 {
+        self.effective_latency_goal_ms
     }
 
     /// Longest request of this direction sent to the disk in one piece, bytes (a power of two

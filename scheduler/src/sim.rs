@@ -163,12 +163,12 @@ pub fn simulate(
     }
     // Enough queued per shard to use a whole grab (or the whole bucket) at once.
     let per_grab = model
-        .per_tick_grab_threshold
-        .max(model.limit / u64::from(shards));
+        .per_tick_grab_threshold()
+        .max(model.limit() / u64::from(shards));
     let depth = (per_grab / cost(model).max(1) + 2).clamp(4, 4096) as usize;
     // The bucket starts full: skip a few bucket depths of burst, then measure long enough
     // for `requests` requests.
-    let limit_ns = model.limit as f64 / CAPACITY_PER_MS as f64 * 1e6;
+    let limit_ns = model.limit() as f64 / CAPACITY_PER_MS as f64 * 1e6;
     let warmup_ns = (4.0 * limit_ns).max(2e6);
     // Reservations and bucket contents at either end of the window (at most a bucket depth
     // each) make the count uncertain by about limit/window: 100 depths keep that within 1%.

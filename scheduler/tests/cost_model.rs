@@ -24,15 +24,15 @@ fn vector() -> CostModel {
 #[test]
 fn section2_vector_bit_for_bit() {
     let m = vector();
-    assert!(m.configured);
-    assert_eq!(m.req_count_rate, 28004608);
-    assert_eq!(m.blocks_count_rate, 385639968);
-    assert_eq!(m.write_req_mult, 230);
-    assert_eq!(m.write_blocks_mult, 174);
-    assert_eq!(m.rate_per_ms, 16777216);
-    assert_eq!(m.limit, 12582912);
-    assert_eq!(m.threshold, 82251);
-    assert_eq!(m.per_tick_grab_threshold, 1797558);
+    assert!(m.configured());
+    assert_eq!(m.req_count_rate(), 28004608);
+    assert_eq!(m.blocks_count_rate(), 385639968);
+    assert_eq!(m.write_req_mult(), 230);
+    assert_eq!(m.write_blocks_mult(), 174);
+    assert_eq!(m.rate_per_ms(), 16777216);
+    assert_eq!(m.limit(), 12582912);
+    assert_eq!(m.threshold(), 82251);
+    assert_eq!(m.per_tick_grab_threshold(), 1797558);
     let caps = [
         (512, 82251, 145360),
         (4096, 121232, 198348),
@@ -44,8 +44,8 @@ fn section2_vector_bit_for_bit() {
     }
     assert_eq!(m.max_request_len(Read), 1048576);
     assert_eq!(m.max_request_len(Write), 524288);
-    assert_eq!(m.latency_goal_ms, 0.75);
-    assert_eq!(m.effective_latency_goal_ms, 0.75);
+    assert_eq!(m.latency_goal_ms(), 0.75);
+    assert_eq!(m.effective_latency_goal_ms(), 0.75);
     assert!(m.warnings().is_empty(), "{:?}", m.warnings());
 }
 
@@ -88,9 +88,9 @@ fn section8_arithmetic() {
         for dir in [Read, Write] {
             let c512 = m.capacity(dir, 512).0 as f64;
             let c128k = m.capacity(dir, 128 * KIB).0 as f64;
-            let implied_iops = m.rate_per_ms as f64 / c512 * 1000.0;
+            let implied_iops = m.rate_per_ms() as f64 / c512 * 1000.0;
             let implied_bw =
-                (128 * KIB - 512) as f64 / (c128k - c512) * m.rate_per_ms as f64 * 1000.0;
+                (128 * KIB - 512) as f64 / (c128k - c512) * m.rate_per_ms() as f64 * 1000.0;
             for (what, implied, configured) in [
                 ("iops", implied_iops, iops as f64),
                 ("bandwidth", implied_bw, bw as f64),
@@ -121,23 +121,23 @@ fn unconfigured_costs_nothing() {
         },
     ] {
         let m = CostModel::unconfigured(&cfg);
-        assert!(!m.configured);
+        assert!(!m.configured());
         let mut len = 512;
         while len <= REQUEST_LENGTH_LIMIT {
             assert_eq!(m.capacity(Read, len), Capacity::ZERO, "read {len}");
             assert_eq!(m.capacity(Write, len), Capacity::ZERO, "write {len}");
             len <<= 1;
         }
-        assert_eq!(m.threshold, 1);
+        assert_eq!(m.threshold(), 1);
         assert_eq!(m.max_request_len(Read), 16 << 20);
         assert_eq!(m.max_request_len(Write), 16 << 20);
         assert_eq!(
-            m.limit,
+            m.limit(),
             (CAPACITY_PER_MS as f64 * cfg.latency_goal_ms) as u64
         );
         assert_eq!(
-            m.per_tick_grab_threshold,
-            m.limit / u64::from(cfg.shards_in_group)
+            m.per_tick_grab_threshold(),
+            m.limit() / u64::from(cfg.shards_in_group)
         );
         assert!(m.warnings().is_empty());
     }
@@ -261,14 +261,14 @@ fn bad_config_is_rejected() {
 fn slow_disk_raises_the_latency_goal_with_a_warning() {
     // 100 IOPS, 10 MB/s: a 64 KiB write costs far more than 0.75 ms.
     let m = CostModel::from_rates(100, 10 << 20, 100, 10 << 20, &CostConfig::default()).unwrap();
-    assert!(m.limit > 12582912);
-    assert!(m.effective_latency_goal_ms > 1.1 * 0.75);
+    assert!(m.limit() > 12582912);
+    assert!(m.effective_latency_goal_ms() > 1.1 * 0.75);
     let warnings = m.warnings();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].contains("latency goal"), "{warnings:?}");
     // Every request up to the maximum length fits the bucket.
     for dir in [Read, Write] {
-        assert!(m.capacity(dir, m.max_request_len(dir)).0 <= m.limit);
+        assert!(m.capacity(dir, m.max_request_len(dir)).0 <= m.limit());
     }
 }
 
@@ -276,10 +276,10 @@ fn slow_disk_raises_the_latency_goal_with_a_warning() {
 fn extreme_rates_saturate_instead_of_overflowing() {
     let cfg = CostConfig::default();
     let m = CostModel::from_rates(u64::MAX, u64::MAX, 1, 1, &cfg).unwrap();
-    assert_eq!(m.req_count_rate, u64::MAX);
-    assert_eq!(m.blocks_count_rate, u64::MAX >> 2);
-    assert_eq!(m.write_req_mult, u64::MAX);
-    assert_eq!(m.write_blocks_mult, u64::MAX);
+    assert_eq!(m.req_count_rate(), u64::MAX);
+    assert_eq!(m.blocks_count_rate(), u64::MAX >> 2);
+    assert_eq!(m.write_req_mult(), u64::MAX);
+    assert_eq!(m.write_blocks_mult(), u64::MAX);
     let m = CostModel::from_rates(u64::MAX, u64::MAX, u64::MAX, u64::MAX, &cfg).unwrap();
     assert_eq!(m.capacity(Read, 16 << 20), Capacity::ZERO);
     assert_eq!(m.max_request_len(Read), 16 << 20);
@@ -302,15 +302,15 @@ proptest! {
         let cfg = CostConfig { latency_goal_ms: goal, io_groups: groups, shards_in_group: shards };
         match CostModel::from_rates(ri, rb, wi, wb, &cfg) {
             Ok(m) => {
-                prop_assert!(m.limit >= 1 && m.limit <= MAX_LIMIT);
-                prop_assert!(m.threshold >= 1 && m.threshold <= m.limit);
-                prop_assert_eq!(m.per_tick_grab_threshold, m.limit / u64::from(shards));
+                prop_assert!(m.limit() >= 1 && m.limit() <= MAX_LIMIT);
+                prop_assert!(m.threshold() >= 1 && m.threshold() <= m.limit());
+                prop_assert_eq!(m.per_tick_grab_threshold(), m.limit() / u64::from(shards));
                 for dir in [Read, Write] {
                     let max = m.max_request_len(dir);
                     prop_assert!(max.is_power_of_two() && (512..=16 << 20).contains(&max));
-                    prop_assert!(m.capacity(dir, max).0 <= m.limit);
+                    prop_assert!(m.capacity(dir, max).0 <= m.limit());
                     if max < 16 << 20 {
-                        prop_assert!(m.capacity(dir, max * 2).0 > m.limit);
+                        prop_assert!(m.capacity(dir, max * 2).0 > m.limit());
                     }
                     let mut prev = Capacity::ZERO;
                     let mut len = 0u64;

@@ -453,7 +453,7 @@ fn flow_ratio_follows_the_reference_average_and_raises_costs() {
     // The disk completes one part for every two dispatched: every 75 ms period the ratio is 2,
     // and flow_ratio = 0.95 × flow_ratio + 0.05 × 2 from 1.0.
     let model = CostModel::unconfigured(&CostConfig::default());
-    let period = Duration::from_secs_f64(model.effective_latency_goal_ms * 100.0 / 1000.0);
+    let period = Duration::from_secs_f64(model.effective_latency_goal_ms() * 100.0 / 1000.0);
     let origin = Instant::now();
     let mut q = IoQueue::new(IoGroup::new(model, false, origin));
     let c = class(&mut q, "c", 100);
@@ -549,7 +549,7 @@ fn next_dispatch_at_is_when_the_bucket_covers_the_head_request() {
     while q.poll_dispatch(origin).is_some() {
         n += 1;
     }
-    assert_eq!(n as u64, model.limit / cap);
+    assert_eq!(n as u64, model.limit() / cap);
     // Then nothing before next_dispatch_at, something at it, every time.
     let mut now = origin;
     for i in 0..200 {

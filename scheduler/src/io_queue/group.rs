@@ -33,9 +33,9 @@ impl IoGroup {
     pub fn new(model: CostModel, duplex: bool, origin: Instant) -> Arc<IoGroup> {
         let make = || {
             Arc::new(SharedTokenBucket::new(
-                model.rate_per_ms.saturating_mul(1000),
-                model.limit,
-                model.threshold,
+                model.rate_per_ms().saturating_mul(1000),
+                model.limit(),
+                model.threshold(),
                 0,
             ))
         };

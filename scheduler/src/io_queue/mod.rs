@@ -336,7 +336,7 @@ impl<T> IoQueue<T> {
             })
             .collect();
         // §7: the flow ratio is re-evaluated every latency goal × 100.
-        let goal_ms = group.model().effective_latency_goal_ms;
+        let goal_ms = group.model().effective_latency_goal_ms();
         let flow_period = Duration::try_from_secs_f64(goal_ms * 100.0 / 1000.0)
             .unwrap_or(Duration::from_millis(75))
             .max(Duration::from_millis(1));
@@ -529,7 +529,7 @@ impl<T> IoQueue<T> {
             let plen = (len - off).min(max);
             let raw = self.capacity(direction, plen);
             let capacity = if self.flow_ratio > FLOW_RATIO_THRESHOLD {
-                ((raw as f64 * self.flow_ratio) as u64).min(self.group.model().limit.max(raw))
+                ((raw as f64 * self.flow_ratio) as u64).min(self.group.model().limit().max(raw))
             } else {
                 raw
             };
@@ -864,8 +864,8 @@ impl<T> IoQueue<T> {
             bucket.replenish(now_ns);
             st.replenished_ns = Some(now_ns);
         }
-        let limit = group.model().limit;
-        let per_tick = group.model().per_tick_grab_threshold.max(1);
+        let limit = group.model().limit();
+        let per_tick = group.model().per_tick_grab_threshold().max(1);
         loop {
             let Some((_, cap, &pid)) = st.fq.peek_item(now_ns) else {
                 // Work queued, but every class holding it is over its bandwidth limit.
