@@ -232,8 +232,8 @@ struct Part {
     capacity: u64,
     /// Capacity before adjustment (the `consumption` statistic).
     raw_capacity: u64,
-    /// Queueing time until dispatched, then dispatch time.
-    since: Instant,
+    /// Queueing time until dispatched, then dispatch time (ns on the group's clock).
+    since_ns: u64,
     dispatched: bool,
 }
 
@@ -321,6 +321,11 @@ pub struct IoQueue<T> {
     cap_memo: [(u64, u64); 2],
     /// Classes whose starvation clock runs.
     starving: usize,
+    /// Cancelled requests with parts still in the fair queues (dispatch skips the check for
+    /// cancelled parts while there are none).
+    cancelled: usize,
+    /// The last `now` turned into the group's clock, and its reading.
+    clock_memo: Option<(Instant, u64)>,
 }
 
 impl<T> IoQueue<T> {
@@ -359,6 +364,8 @@ impl<T> IoQueue<T> {
             split_requests: 0,
             cap_memo: [(u64::MAX, 0); 2],
             starving: 0,
+            cancelled: 0,
+            clock_memo: None,
         }
     }
 
@@ -492,6 +499,7 @@ impl<T> IoQueue<T> {
             });
         }
         let nparts = nparts as u32;
+        let now_ns = self.clock_ns(now);
         if self.parts.len() + nparts as usize > u32::MAX as usize {
             return Err(Rejected {
                 error: QueueError::Full,
@@ -540,7 +548,7 @@ impl<T> IoQueue<T> {
                 len: plen,
                 capacity,
                 raw_capacity: raw,
-                since: now,
+                since_ns: now_ns,
                 dispatched: false,
             }) else {
                 break;
@@ -567,7 +575,7 @@ impl<T> IoQueue<T> {
     /// the same `now` replenish the bucket once.
     #[inline]
     pub fn poll_dispatch(&mut self, now: Instant) -> Option<Dispatch<'_, T>> {
-        let now_ns = self.group.clock_ns(now);
+        let now_ns = self.clock_ns(now);
         let n = self.streams.len();
         let mut waiting = false;
         for k in 0..n {
@@ -575,7 +583,7 @@ impl<T> IoQueue<T> {
             match self.next_in_stream(si, now_ns) {
                 Step::Part(pid) => {
                     self.cursor = (si + 1) % n;
-                    return Some(self.dispatch_part(pid, now));
+                    return Some(self.dispatch_part(pid, now_ns));
                 }
                 Step::Waiting => waiting = true,
                 Step::Idle => {}
@@ -639,6 +647,7 @@ impl<T> IoQueue<T> {
             Some(p) if p.dispatched => {}
             _ => return Err(QueueError::UnknownPart(part)),
         }
+        let now_ns = self.clock_ns(now);
         let p = self.parts.remove_at(part.index).expect("checked above");
         self.in_flight -= 1;
         self.flow_completed += 1;
@@ -646,7 +655,7 @@ impl<T> IoQueue<T> {
         let request_generation = self.requests.generation(rid);
         let req = self.requests.at_mut(rid).expect("a part's request lives");
         let class = req.class as usize;
-        self.classes[class].sums.exec_ns += nanos(now.saturating_duration_since(p.since));
+        self.classes[class].sums.exec_ns += now_ns.saturating_sub(p.since_ns);
         if result < 0 || (result as u64) < p.len {
             req.note_bad(p.offset, result);
         }
@@ -745,6 +754,7 @@ impl<T> IoQueue<T> {
         }
         req.cancelled = true;
         if req.undispatched > 0 {
+            self.cancelled += 1;
             let first_left = u64::from(req.parts - req.undispatched) * req.part_len;
             req.note_bad(first_left, -ECANCELED);
         }
@@ -833,6 +843,19 @@ impl<T> IoQueue<T> {
         Ok(group.index as usize)
     }
 
+    /// The group's clock at `now`, memoised: calls with the same `now` (a batch) convert once.
+    #[inline]
+    fn clock_ns(&mut self, now: Instant) -> u64 {
+        match self.clock_memo {
+            Some((t, ns)) if t == now => ns,
+            _ => {
+                let ns = self.group.clock_ns(now);
+                self.clock_memo = Some((now, ns));
+                ns
+            }
+        }
+    }
+
     /// The model's capacity of a `len`-byte request, memoised per direction.
     #[inline]
     fn capacity(&mut self, direction: Direction, len: u64) -> u64 {
@@ -853,6 +876,7 @@ impl<T> IoQueue<T> {
             parts,
             requests,
             queued,
+            cancelled,
             ..
         } = self;
         let st = &mut streams[si];
@@ -875,21 +899,26 @@ impl<T> IoQueue<T> {
                     Step::Waiting
                 };
             };
-            let rid = parts.at(pid).map_or(u32::MAX, |p| p.request);
-            if requests.at(rid).is_none_or(|r| r.cancelled) {
-                st.fq.discard(now_ns);
-                parts.remove_at(pid);
-                *queued -= 1;
-                if let Some(r) = requests.at_mut(rid) {
-                    r.undispatched -= 1;
-                    if r.undispatched == 0 && r.in_flight == 0 && r.token.is_none() {
-                        requests.remove_at(rid);
+            if *cancelled > 0 {
+                let rid = parts.at(pid).map_or(u32::MAX, |p| p.request);
+                if requests.at(rid).is_none_or(|r| r.cancelled) {
+                    st.fq.discard(now_ns);
+                    parts.remove_at(pid);
+                    *queued -= 1;
+                    if let Some(r) = requests.at_mut(rid) {
+                        r.undispatched -= 1;
+                        if r.undispatched == 0 {
+                            *cancelled -= 1;
+                            if r.in_flight == 0 && r.token.is_none() {
+                                requests.remove_at(rid);
+                            }
+                        }
                     }
+                    if st.fq.is_empty() {
+                        return Step::Idle;
+                    }
+                    continue;
                 }
-                if st.fq.is_empty() {
-                    return Step::Idle;
-                }
-                continue;
             }
             let ready = st.reservation.as_ref().map_or(0, |r| r.ready(bucket));
             if cap == 0 || cap <= ready {
@@ -942,9 +971,9 @@ impl<T> IoQueue<T> {
         }
     }
 
-    /// Marks part `pid` dispatched at `now` and lends it out.
+    /// Marks part `pid` dispatched at `now_ns` and lends it out.
     #[inline]
-    fn dispatch_part(&mut self, pid: u32, now: Instant) -> Dispatch<'_, T> {
+    fn dispatch_part(&mut self, pid: u32, now_ns: u64) -> Dispatch<'_, T> {
         let generation = self.parts.generation(pid);
         let part = self.parts.at_mut(pid).expect("a queued part lives");
         let rid = part.request;
@@ -952,10 +981,10 @@ impl<T> IoQueue<T> {
         let req = self.requests.at_mut(rid).expect("its request lives");
         let class = req.class as usize;
         let sums = &mut self.classes[class].sums;
-        sums.delay_ns += nanos(now.saturating_duration_since(part.since));
+        sums.delay_ns += now_ns.saturating_sub(part.since_ns);
         sums.adjusted_consumption += part.capacity;
         sums.consumption += part.raw_capacity;
-        part.since = now;
+        part.since_ns = now_ns;
         part.dispatched = true;
         req.undispatched -= 1;
         req.in_flight += 1;
@@ -1030,8 +1059,4 @@ impl<T> IoQueue<T> {
             }
         }
     }
-}
-
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
