@@ -30,6 +30,7 @@
 mod device;
 mod error;
 pub mod fs;
+pub mod served;
 pub mod stat;
 pub mod sysfs;
 mod warning;
@@ -41,6 +42,7 @@ use serde::Serialize;
 pub use device::block_device_from_sysfs;
 pub use error::TopologyError;
 pub use fs::{mountpoint_of, FilesystemInfo};
+pub use served::{Coverage, Served, ServedInput, Verdict};
 pub use stat::DeviceCounters;
 pub use sysfs::WriteCache;
 pub use warning::TopologyWarning;
