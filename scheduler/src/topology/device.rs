@@ -50,18 +50,28 @@ pub fn block_device_from_sysfs(
     })?;
     let mut warnings = Vec::new();
     let device = read_node(&dir, 0, &mut warnings)?;
-    let mut unique: Vec<TopologyWarning> = Vec::with_capacity(warnings.len());
+    Ok((device, unique(warnings)))
+}
+
+/// `warnings` without repeats (a disk reached twice warns once), in first-seen order.
+pub(crate) fn unique(warnings: Vec<TopologyWarning>) -> Vec<TopologyWarning> {
+    let mut out: Vec<TopologyWarning> = Vec::with_capacity(warnings.len());
     for w in warnings {
-        if !unique.contains(&w) {
-            unique.push(w);
+        if !out.contains(&w) {
+            out.push(w);
         }
     }
-    Ok((device, unique))
+    out
+}
+
+/// The (major, minor) in the `dev` file of the device directory `dir`.
+pub(crate) fn read_dev(dir: &Path) -> Result<(u32, u32), TopologyError> {
+    read_attr(dir, "dev", sysfs::parse_dev)
 }
 
 /// Follows `path` through symlinks (relative ones resolved against the
 /// link's directory, lexically) and checks that it ends at a directory.
-fn resolve_dir(path: &Path) -> io::Result<PathBuf> {
+pub(crate) fn resolve_dir(path: &Path) -> io::Result<PathBuf> {
     let mut current = normalize(path);
     for _ in 0..MAX_LINKS {
         let meta = fs::symlink_metadata(&current)?;
@@ -169,7 +179,7 @@ fn read_or<T>(
 }
 
 /// Builds the node at sysfs directory `dir` (already resolved).
-fn read_node(
+pub(crate) fn read_node(
     dir: &Path,
     depth: usize,
     warnings: &mut Vec<TopologyWarning>,
