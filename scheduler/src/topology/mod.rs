@@ -50,7 +50,7 @@ pub use device::block_device_from_sysfs;
 pub use error::TopologyError;
 pub use fs::{mountpoint_of, FilesystemInfo};
 pub use served::{Coverage, Served, ServedInput, Verdict};
-pub use stat::DeviceCounters;
+pub use stat::{DeviceCounters, DeviceDelta};
 pub use sysfs::WriteCache;
 pub use warning::TopologyWarning;
 
@@ -476,11 +476,20 @@ impl Topology {
     /// through the page cache (btrfs) or cost a read-modify-write; this is
     /// the default random request size.
     pub fn direct_io_size(&self) -> u64 {
+        self.physical_block_size().max(self.direct_io_alignment())
+    }
+
+    /// The alignment (and smallest size) of O_DIRECT requests the filesystem
+    /// is known to do directly, bytes: the `statx` DIO offset alignment or,
+    /// when `statx` does not report it, the filesystem block size; never below
+    /// the logical block size. Probes of smaller requests (physical block
+    /// detection, saturation length) would measure the filesystem's fallback.
+    pub fn direct_io_alignment(&self) -> u64 {
         let floor = match self.dio_offset_align {
             Some(align) => u64::from(align),
             None => self.fs_block_size,
         };
-        self.physical_block_size().max(floor).max(MIN_IO_SIZE)
+        self.logical_block_size().max(floor).max(MIN_IO_SIZE)
     }
 
     /// Sum of the leaves' `queue/nr_requests` (the reference's in-flight
