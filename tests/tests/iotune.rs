@@ -169,8 +169,16 @@ fn check_full_run(eval: &Path, engine: &str, on_disk: bool) {
                 "{}: disk counted {sent} B, iotune measured {measured} B",
                 ph["name"]
             );
+            // Never a cache: the shared work disk may serve more (other I/O), never less.
+            let served = &ph["served"];
+            assert!(
+                ["served", "more"].contains(&served["verdict"].as_str().unwrap()),
+                "{}: {served}",
+                ph["name"]
+            );
         } else {
             assert!(dev.is_empty(), "{}: no disk, yet {dev:?}", ph["name"]);
+            assert_eq!(ph["served"]["verdict"], "unverified", "{}", ph["name"]);
         }
     }
     let sw = phases
@@ -433,8 +441,20 @@ fn optional_probes_write_optional_keys() {
         .iter()
         .map(|p| p["name"].as_str().unwrap().to_string())
         .collect();
-    assert!(
-        names.iter().any(|n| n.starts_with("block size probe 512")),
+    // Probes start at the smallest request the filesystem does directly: the statx DIO
+    // alignment, or its block size when statx does not say (smaller ones may be cached).
+    let topo = &r["disks"][0]["topology"];
+    let first = topo["dio_offset_align"]
+        .as_u64()
+        .unwrap_or_else(|| topo["fs_block_size"].as_u64().unwrap())
+        .max(512);
+    let probes: Vec<&String> = names
+        .iter()
+        .filter(|n| n.starts_with("block size probe"))
+        .collect();
+    assert_eq!(
+        probes.first().map(|n| n.as_str()),
+        Some(format!("block size probe {first}").as_str()),
         "{names:?}"
     );
     assert!(
