@@ -13,7 +13,7 @@ use scheduler::engine::{
     self, Direction, EngineKind, JobResult, JobSpec, Pattern, ShardPlan, TestFile,
 };
 use scheduler::topology::served::{self, Coverage, Served, ServedInput, Verdict};
-use scheduler::topology::{DeviceCounters, Topology};
+use scheduler::topology::{CounterSnapshot, Topology};
 
 use crate::options::Options;
 use crate::progress::Progress;
@@ -180,7 +180,7 @@ impl<'a> Calibration<'a> {
         let mut bar = self.progress.phase(name, total);
         let ramp = jobs[0].ramp;
         let mut pending = announce;
-        let (before, _) = self.device_counters();
+        let before = self.device_counters();
         let mut results: Vec<JobResult> =
             engine::run_shards_until(self.kind, &plans, self.stop, &mut |t, completed| {
                 bar.tick(t);
@@ -274,49 +274,31 @@ impl<'a> Calibration<'a> {
     }
 
     /// Counters of every counted device ([`Topology::counted_devices`]: the leaves, a partition
-    /// of a plain disk as itself; none without a block device), and the names of those whose
-    /// counters could not be read with the reason.
-    fn device_counters(&self) -> (Vec<(String, DeviceCounters)>, Vec<String>) {
-        let mut read = Vec::new();
-        let mut unreadable = Vec::new();
-        for d in self.topology.counted_devices() {
-            match DeviceCounters::read(Path::new("/sys"), d.dev) {
-                Ok(c) => read.push((d.name.clone(), c)),
-                Err(e) => unreadable.push(format!("{} ({e})", d.name)),
-            }
-        }
-        (read, unreadable)
+    /// of a plain disk as itself; none without a block device).
+    fn device_counters(&self) -> CounterSnapshot {
+        CounterSnapshot::read(Path::new("/sys"), &self.topology.counted_devices())
     }
 
     /// What each counted device served in `direction` since `before`, and the devices whose
     /// counters could not be read before or after.
     fn device_requests(
         &self,
-        before: &[(String, DeviceCounters)],
+        before: &CounterSnapshot,
         direction: Direction,
     ) -> (Vec<DeviceRequests>, Vec<String>) {
-        let (after, mut unreadable) = self.device_counters();
-        let mut out = Vec::new();
-        for d in self.topology.counted_devices() {
-            let pair = before
-                .iter()
-                .find(|(n, _)| *n == d.name)
-                .zip(after.iter().find(|(n, _)| *n == d.name));
-            let Some(((_, b), (_, a))) = pair else {
-                if !unreadable.iter().any(|u| u.starts_with(&d.name)) {
-                    unreadable.push(format!("{} (no counters before the phase)", d.name));
-                }
-                continue;
-            };
-            let delta = a.since(b, direction == Direction::Write);
-            out.push(DeviceRequests {
-                device: d.name.clone(),
-                requests: delta.requests,
-                merges: delta.merges,
-                bytes: delta.bytes,
-                average_request_bytes: delta.bytes.checked_div(delta.requests).unwrap_or(0),
-            });
-        }
+        let (deltas, unreadable) = self
+            .device_counters()
+            .since(before, direction == Direction::Write);
+        let out = deltas
+            .into_iter()
+            .map(|(device, d)| DeviceRequests {
+                device,
+                requests: d.requests,
+                merges: d.merges,
+                bytes: d.bytes,
+                average_request_bytes: d.bytes.checked_div(d.requests).unwrap_or(0),
+            })
+            .collect();
         (out, unreadable)
     }
 
@@ -343,17 +325,7 @@ impl<'a> Calibration<'a> {
             device_bytes: devices.iter().map(|d| d.bytes).sum(),
             write_copies: self.topology.write_copies(),
         };
-        let coverage = if unreadable.is_empty() || self.topology.coverage != Coverage::Complete {
-            self.topology.coverage.clone()
-        } else {
-            Coverage::Partial {
-                reason: format!(
-                    "the counters of {} could not be read",
-                    unreadable.join(", ")
-                ),
-            }
-        };
-        served::judge(&input, &coverage)
+        served::judge(&input, &self.topology.coverage.with_unreadable(unreadable))
     }
 
     /// Says why a phase could not be checked: once per filesystem when no device was found,

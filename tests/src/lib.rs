@@ -163,8 +163,10 @@ impl Drop for LoopFs {
             // detach lazily.
             let mut unmounted = false;
             for _ in 0..25 {
+                // "target is busy" for a moment is expected: quiet until the retries run out.
                 if Command::new("umount")
                     .arg(&self.mountpoint)
+                    .stderr(std::process::Stdio::null())
                     .status()
                     .is_ok_and(|s| s.success())
                 {

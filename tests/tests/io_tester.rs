@@ -105,6 +105,23 @@ fn the_reference_job_file_runs_unchanged() {
         bw["latencies"]["p0.99"].as_u64().unwrap() >= bw["latencies"]["p0.5"].as_u64().unwrap()
     );
     assert!(bw["stats"]["total_requests"].as_u64().unwrap() > 0);
+    // Served by the disk: the run's writes as a whole (the counters cannot tell jobs apart),
+    // never a cache on the work disk; more is possible (unlink jobs, other I/O on the disk).
+    let served = &bw["served"];
+    assert_eq!(served["direction"].as_str(), Some("write"), "{stdout}");
+    let verdict = served["verdict"].as_str().unwrap();
+    assert!(
+        ["served", "more", "unverified"].contains(&verdict),
+        "{verdict}:\n{stdout}"
+    );
+    assert!(
+        served["completed_bytes"].as_u64().unwrap() >= bw["stats"]["total_bytes"].as_u64().unwrap()
+    );
+    assert_eq!(
+        shards[0]["latency_reads"]["served"]["direction"].as_str(),
+        Some("read")
+    );
+    assert!(shards[0]["cpu_hog"].get("served").is_none());
     assert!(
         stdout.contains("throughput: ")
             && stdout.contains("# kB/s")

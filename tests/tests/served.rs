@@ -196,6 +196,57 @@ fn btrfs_raid0_over_two_loop_devices() {
     assert_eq!(figures[0]["figure"], "read_iops", "{figures:?}");
     phases("btrfs 512 allowed", &r);
     e2e::assert_empty(&eval);
+
+    // io-tester says the same about its jobs: 512-byte random reads come from the cache,
+    // 4 KiB ones from both members.
+    for (reqsize, want) in [("512", "cached"), ("4kB", "served")] {
+        let served = io_tester_reads(&eval, reqsize);
+        println!("btrfs io-tester randread {reqsize}: {served}");
+        assert_eq!(served["verdict"], want, "{served}");
+        assert_eq!(served["devices"], serde_json::json!(members), "{served}");
+    }
+    e2e::assert_empty(&eval);
+}
+
+/// Runs io-tester with one random-read job of `reqsize` on `dir` (2 shards, 1 s) and returns
+/// the `served` section of its first job.
+fn io_tester_reads(dir: &Path, reqsize: &str) -> serde_json::Value {
+    let conf_dir = tempfile::tempdir().unwrap();
+    let conf = conf_dir.path().join("conf.yaml");
+    std::fs::write(
+        &conf,
+        format!(
+            "- name: rr\n  shards: all\n  type: randread\n  data_size: 128MB\n  shard_info: \
+             {{parallelism: 32, reqsize: {reqsize}}}\n"
+        ),
+    )
+    .unwrap();
+    let out = run(Command::new(bin("io-tester")).args([
+        "--storage",
+        dir.to_str().unwrap(),
+        "--conf",
+        conf.to_str().unwrap(),
+        "--duration",
+        "1",
+        "--smp",
+        "2",
+        "--output-format",
+        "json",
+    ]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("reads of all jobs"), "{stderr}");
+    let shards: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let job = &shards[0]["jobs"][0];
+    // Each job keeps its own completed bytes; the served section is the run's reads.
+    let total: u64 = shards
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["jobs"][0]["stats"]["total_bytes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(job["served"]["completed_bytes"], total);
+    job["served"].clone()
 }
 
 /// Random phases at 4 KiB and at 1 MiB (best-of sizes), sequential at 1 MiB.
@@ -233,6 +284,9 @@ fn no_false_alarm_on(label: &str, mkfs: &[&str]) {
         "{label}: {}",
         r.stderr
     );
+    let served = io_tester_reads(&eval, "4kB");
+    println!("{label}: io-tester randread 4kB: {served}");
+    assert_eq!(served["verdict"], "served", "{label}: {served}");
     e2e::assert_empty(&eval);
 }
 

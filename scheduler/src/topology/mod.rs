@@ -50,7 +50,7 @@ pub use device::block_device_from_sysfs;
 pub use error::TopologyError;
 pub use fs::{mountpoint_of, FilesystemInfo};
 pub use served::{Coverage, Served, ServedInput, Verdict};
-pub use stat::{DeviceCounters, DeviceDelta};
+pub use stat::{CounterSnapshot, DeviceCounters, DeviceDelta};
 pub use sysfs::WriteCache;
 pub use warning::TopologyWarning;
 

@@ -59,6 +59,22 @@ pub enum Coverage {
     },
 }
 
+impl Coverage {
+    /// This coverage, made [`Coverage::Partial`] when the counters of some counted devices
+    /// (`unreadable`: "name (reason)") could not be read: their share is then unknown.
+    pub fn with_unreadable(&self, unreadable: &[String]) -> Coverage {
+        match self {
+            Coverage::Complete if !unreadable.is_empty() => Coverage::Partial {
+                reason: format!(
+                    "the counters of {} could not be read",
+                    unreadable.join(", ")
+                ),
+            },
+            other => other.clone(),
+        }
+    }
+}
+
 /// What a tool completed in one direction during an interval, and what the devices counted in
 /// the same direction over the same interval (summed over every counted device).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -418,6 +434,20 @@ mod tests {
         // Nothing completed.
         let s = judge(&read(0, MIB, 10, 0, 10 * MIB), &Coverage::Complete);
         assert_eq!((s.verdict, s.fraction), (Verdict::Unverified, None));
+    }
+
+    #[test]
+    fn unreadable_counters_make_coverage_partial() {
+        let c = Coverage::Complete.with_unreadable(&["loop1 (gone)".into()]);
+        assert_eq!(
+            c,
+            Coverage::Partial {
+                reason: "the counters of loop1 (gone) could not be read".into()
+            }
+        );
+        assert_eq!(Coverage::Complete.with_unreadable(&[]), Coverage::Complete);
+        let none = Coverage::None { reason: "r".into() };
+        assert_eq!(none.with_unreadable(&["x".into()]), none);
     }
 
     #[test]

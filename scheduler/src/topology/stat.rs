@@ -10,6 +10,8 @@
 use std::io;
 use std::path::Path;
 
+use super::BlockDevice;
+
 /// Completed requests, merges and 512-byte sectors per direction since boot (read/write only;
 /// discards and flushes are counted apart by the kernel and ignored here).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -96,6 +98,71 @@ impl DeviceCounters {
     }
 }
 
+impl std::iter::Sum for DeviceDelta {
+    fn sum<I: Iterator<Item = DeviceDelta>>(iter: I) -> DeviceDelta {
+        iter.fold(DeviceDelta::default(), |a, b| DeviceDelta {
+            requests: a.requests.saturating_add(b.requests),
+            merges: a.merges.saturating_add(b.merges),
+            bytes: a.bytes.saturating_add(b.bytes),
+        })
+    }
+}
+
+/// The counters of several devices read one after the other, by kernel name, and the devices
+/// whose counters could not be read (with the reason).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CounterSnapshot {
+    /// (kernel name, counters) of every device that could be read, in the order given.
+    pub counters: Vec<(String, DeviceCounters)>,
+    /// "name (reason)" of every device that could not be read.
+    pub unreadable: Vec<String>,
+}
+
+impl CounterSnapshot {
+    /// Reads the counters of `devices` (typically
+    /// [`Topology::counted_devices`](super::Topology::counted_devices)) from `sysfs_root`. A
+    /// device that cannot be read is listed in `unreadable`, never an error: callers judge
+    /// with what was read and say what was not.
+    pub fn read(sysfs_root: &Path, devices: &[&BlockDevice]) -> CounterSnapshot {
+        let mut snapshot = CounterSnapshot::default();
+        for d in devices {
+            match DeviceCounters::read(sysfs_root, d.dev) {
+                Ok(c) => snapshot.counters.push((d.name.clone(), c)),
+                Err(e) => snapshot.unreadable.push(format!("{} ({e})", d.name)),
+            }
+        }
+        snapshot
+    }
+
+    /// What each device did in one direction since `earlier`, for the devices read both times
+    /// (in this snapshot's order), and "name (reason)" of those read only once or never.
+    pub fn since(
+        &self,
+        earlier: &CounterSnapshot,
+        write: bool,
+    ) -> (Vec<(String, DeviceDelta)>, Vec<String>) {
+        let mut unreadable = earlier.unreadable.clone();
+        for u in &self.unreadable {
+            if !unreadable.contains(u) {
+                unreadable.push(u.clone());
+            }
+        }
+        let mut deltas = Vec::with_capacity(self.counters.len());
+        for (name, after) in &self.counters {
+            match earlier.counters.iter().find(|(n, _)| n == name) {
+                Some((_, before)) => deltas.push((name.clone(), after.since(before, write))),
+                None => unreadable.push(format!("{name} (not read before)")),
+            }
+        }
+        for (name, _) in &earlier.counters {
+            if !self.counters.iter().any(|(n, _)| n == name) {
+                unreadable.push(format!("{name} (not read after)"));
+            }
+        }
+        (deltas, unreadable)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +194,63 @@ mod tests {
         assert_eq!(later.since(&c, false), DeviceDelta::default());
         assert!(DeviceCounters::parse("1 2 3").is_none());
         assert!(DeviceCounters::parse("1 2 x 4 5 6 7").is_none());
+    }
+
+    #[test]
+    fn snapshots_pair_devices_by_name() {
+        let c = |r: u64, m: u64, s: u64| DeviceCounters {
+            read_requests: r,
+            read_merges: m,
+            read_sectors: s,
+            ..DeviceCounters::default()
+        };
+        let before = CounterSnapshot {
+            counters: vec![
+                ("loop0".into(), c(10, 1, 80)),
+                ("loop1".into(), c(5, 0, 40)),
+            ],
+            unreadable: vec![],
+        };
+        let after = CounterSnapshot {
+            counters: vec![
+                ("loop0".into(), c(20, 3, 160)),
+                ("loop2".into(), c(1, 0, 8)),
+            ],
+            unreadable: vec!["loop3 (gone)".into()],
+        };
+        let (deltas, missing) = after.since(&before, false);
+        assert_eq!(
+            deltas,
+            vec![(
+                "loop0".to_string(),
+                DeviceDelta {
+                    requests: 10,
+                    merges: 2,
+                    bytes: 80 * 512
+                }
+            )]
+        );
+        assert_eq!(
+            missing,
+            [
+                "loop3 (gone)",
+                "loop2 (not read before)",
+                "loop1 (not read after)"
+            ]
+        );
+        let total: DeviceDelta = deltas
+            .into_iter()
+            .map(|(_, d)| d)
+            .chain([DeviceDelta {
+                requests: 1,
+                merges: 1,
+                bytes: 512,
+            }])
+            .sum();
+        assert_eq!(
+            (total.requests, total.merges, total.bytes),
+            (11, 3, 81 * 512)
+        );
     }
 
     #[test]
