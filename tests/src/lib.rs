@@ -192,6 +192,74 @@ impl Drop for LoopFs {
     }
 }
 
+/// One iotune run writing its properties, options and JSON report files into a temporary
+/// directory that lives as long as this value (keep it bound, not destructured).
+pub struct Reported {
+    /// Exit status, stdout and stderr.
+    pub out: Output,
+    /// stderr as text.
+    pub stderr: String,
+    /// The parsed `--report` file.
+    pub report: serde_json::Value,
+    /// Where `--properties-file` pointed (it exists only if iotune wrote it).
+    pub props: PathBuf,
+    /// Where `--options-file` pointed (likewise).
+    pub options: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// Runs the built iotune with `args` plus `--properties-file`, `--options-file` and `--report`
+/// in a fresh temp dir, whatever its exit status; panics if it panicked or left no report.
+pub fn iotune_reported(args: &[String]) -> Reported {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let props = dir.path().join("io-properties.yaml");
+    let options = dir.path().join("io.conf");
+    let report = dir.path().join("report.json");
+    let out = run(Command::new(bin("iotune")).args(args).args([
+        "--properties-file",
+        props.to_str().expect("UTF-8 temp path"),
+        "--options-file",
+        options.to_str().expect("UTF-8 temp path"),
+        "--report",
+        report.to_str().expect("UTF-8 temp path"),
+    ]));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let text = std::fs::read_to_string(&report)
+        .unwrap_or_else(|e| panic!("no report ({e}), exit {:?}:\n{stderr}", out.status));
+    Reported {
+        out,
+        stderr,
+        report: serde_json::from_str(&text).expect("the report is JSON"),
+        props,
+        options,
+        _dir: dir,
+    }
+}
+
+/// Runs the built io-tester on `storage` with the job file text `conf` and `extra` arguments,
+/// JSON output; panics with its stderr unless it succeeds. Returns the parsed shards and stderr.
+pub fn io_tester_json(storage: &Path, conf: &str, extra: &[&str]) -> (serde_json::Value, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let conf_path = dir.path().join("conf.yaml");
+    std::fs::write(&conf_path, conf).expect("write the job file");
+    let out = run(Command::new(bin("io-tester"))
+        .args([
+            "--storage",
+            storage.to_str().expect("UTF-8 storage path"),
+            "--conf",
+            conf_path.to_str().expect("UTF-8 temp path"),
+            "--output-format",
+            "json",
+        ])
+        .args(extra));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "io-tester failed: {stderr}\n{conf}");
+    let shards = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("bad JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    (shards, stderr)
+}
+
 /// Serialises the tests that compare throughputs: on a 2-core machine two of them running at
 /// once would measure each other. Hold the guard for the whole test.
 pub fn serial() -> std::sync::MutexGuard<'static, ()> {

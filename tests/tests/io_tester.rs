@@ -28,27 +28,7 @@ fn shm_or_disk() -> tempfile::TempDir {
 
 /// Runs io-tester with JSON output and returns the parsed shards.
 fn io_tester(storage: &Path, conf: &str, extra: &[&str]) -> serde_json::Value {
-    let dir = tempfile::tempdir().unwrap();
-    let conf_path = dir.path().join("conf.yaml");
-    std::fs::write(&conf_path, conf).unwrap();
-    let out = run(Command::new(bin("io-tester"))
-        .args([
-            "--storage",
-            storage.to_str().unwrap(),
-            "--conf",
-            conf_path.to_str().unwrap(),
-            "--output-format",
-            "json",
-        ])
-        .args(extra));
-    assert!(
-        out.status.success(),
-        "io-tester failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        conf
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("bad JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    e2e::io_tester_json(storage, conf, extra).0
 }
 
 fn job<'a>(shards: &'a serde_json::Value, shard: usize, name: &str) -> &'a serde_json::Value {

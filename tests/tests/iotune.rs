@@ -26,38 +26,16 @@ fn quick(dir: &Path) -> Vec<String> {
     .collect()
 }
 
-/// A successful iotune run with `args`, writing its report and properties file into a
-/// temporary directory that lives as long as this value (keep it bound, not destructured).
-struct Reported {
-    out: std::process::Output,
-    report: serde_json::Value,
-    props: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-fn run_reported(args: &[String]) -> Reported {
-    let dir = tempfile::tempdir().unwrap();
-    let props = dir.path().join("p.yaml");
-    let report = dir.path().join("r.json");
-    let out = run(Command::new(bin("iotune")).args(args).args([
-        "--properties-file",
-        props.to_str().unwrap(),
-        "--report",
-        report.to_str().unwrap(),
-    ]));
+/// A successful iotune run with `args` (see [`e2e::iotune_reported`]).
+fn run_reported(args: &[String]) -> e2e::Reported {
+    let done = e2e::iotune_reported(args);
     assert!(
-        out.status.success(),
+        done.out.status.success(),
         "exit {:?}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+        done.out.status,
+        done.stderr
     );
-    let report = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    Reported {
-        out,
-        report,
-        props,
-        _dir: dir,
-    }
+    done
 }
 
 /// `on_disk`: the directory is on a block device (its requests show in the disk's counters).

@@ -4,9 +4,8 @@
 //! checks hold however busy the machine is.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-use e2e::{bin, disk_dir, run, LoopFs};
+use e2e::{disk_dir, io_tester_json, iotune_reported, LoopFs, Reported};
 use scheduler::io_properties::IoProperties;
 use scheduler::topology::{Coverage, Topology};
 
@@ -29,45 +28,8 @@ fn quick(dir: &Path) -> Vec<String> {
     .collect()
 }
 
-/// One iotune run writing its properties, options and report files into a temp dir.
-struct Run {
-    out: Output,
-    stderr: String,
-    report: serde_json::Value,
-    props: std::path::PathBuf,
-    options: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-fn iotune(args: &[String]) -> Run {
-    let dir = tempfile::tempdir().unwrap();
-    let props = dir.path().join("io-properties.yaml");
-    let options = dir.path().join("io.conf");
-    let report = dir.path().join("report.json");
-    let out = run(Command::new(bin("iotune")).args(args).args([
-        "--properties-file",
-        props.to_str().unwrap(),
-        "--options-file",
-        options.to_str().unwrap(),
-        "--report",
-        report.to_str().unwrap(),
-    ]));
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    let text = std::fs::read_to_string(&report)
-        .unwrap_or_else(|e| panic!("no report ({e}), exit {:?}:\n{stderr}", out.status));
-    Run {
-        out,
-        stderr,
-        report: serde_json::from_str(&text).unwrap(),
-        props,
-        options,
-        _dir: dir,
-    }
-}
-
 /// The phases of the first disk, printed with their served fractions for the test log.
-fn phases<'a>(label: &str, r: &'a Run) -> &'a Vec<serde_json::Value> {
+fn phases<'a>(label: &str, r: &'a Reported) -> &'a Vec<serde_json::Value> {
     let phases = r.report["disks"][0]["phases"].as_array().unwrap();
     for p in phases {
         let s = &p["served"];
@@ -119,7 +81,7 @@ fn btrfs_raid0_over_two_loop_devices() {
     );
 
     // The default run: 4 KiB random requests, both members, every figure served by them.
-    let r = iotune(&quick(&eval));
+    let r = iotune_reported(&quick(&eval));
     assert!(r.out.status.success(), "{}", r.stderr);
     let disk = &r.report["disks"][0];
     let slaves: Vec<&str> = disk["topology"]["device"]["slaves"]
@@ -155,7 +117,7 @@ fn btrfs_raid0_over_two_loop_devices() {
     // 512-byte reads: btrfs serves them from its page cache. The figure is refused...
     let mut small = quick(&eval);
     small.extend(["--random-read-io-buffer-size", "512"].map(String::from));
-    let r = iotune(&small);
+    let r = iotune_reported(&small);
     assert_eq!(r.out.status.code(), Some(1), "{}", r.stderr);
     assert!(
         r.stderr
@@ -179,7 +141,7 @@ fn btrfs_raid0_over_two_loop_devices() {
     assert_eq!(verdict(cached), "cached");
     // ... unless --allow-cached, which writes it and says where it came from.
     small.push("--allow-cached".into());
-    let r = iotune(&small);
+    let r = iotune_reported(&small);
     assert!(r.out.status.success(), "{}", r.stderr);
     assert!(r.props.exists() && r.options.exists());
     assert!(
@@ -211,32 +173,12 @@ fn btrfs_raid0_over_two_loop_devices() {
 /// Runs io-tester with one random-read job of `reqsize` on `dir` (2 shards, 1 s) and returns
 /// the `served` section of its first job.
 fn io_tester_reads(dir: &Path, reqsize: &str) -> serde_json::Value {
-    let conf_dir = tempfile::tempdir().unwrap();
-    let conf = conf_dir.path().join("conf.yaml");
-    std::fs::write(
-        &conf,
-        format!(
-            "- name: rr\n  shards: all\n  type: randread\n  data_size: 128MB\n  shard_info: \
-             {{parallelism: 32, reqsize: {reqsize}}}\n"
-        ),
-    )
-    .unwrap();
-    let out = run(Command::new(bin("io-tester")).args([
-        "--storage",
-        dir.to_str().unwrap(),
-        "--conf",
-        conf.to_str().unwrap(),
-        "--duration",
-        "1",
-        "--smp",
-        "2",
-        "--output-format",
-        "json",
-    ]));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let conf = format!(
+        "- name: rr\n  shards: all\n  type: randread\n  data_size: 128MB\n  shard_info: \
+         {{parallelism: 32, reqsize: {reqsize}}}\n"
+    );
+    let (shards, stderr) = io_tester_json(dir, &conf, &["--duration", "1", "--smp", "2"]);
     assert!(stderr.contains("reads of all jobs"), "{stderr}");
-    let shards: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let job = &shards[0]["jobs"][0];
     // Each job keeps its own completed bytes; the served section is the run's reads.
     let total: u64 = shards
@@ -265,7 +207,7 @@ fn no_false_alarm_on(label: &str, mkfs: &[&str]) {
     // A directory of its own: ext4 keeps lost+found at the top.
     let eval = fs.mountpoint.join("eval");
     std::fs::create_dir(&eval).unwrap();
-    let r = iotune(&both_sizes(&eval));
+    let r = iotune_reported(&both_sizes(&eval));
     assert!(r.out.status.success(), "{label}: {}", r.stderr);
     let phases = phases(label, &r);
     let names: Vec<&str> = phases.iter().map(|p| p["name"].as_str().unwrap()).collect();
@@ -314,7 +256,7 @@ fn ext4_on_a_loop_device_raises_no_false_alarm() {
 fn the_work_disk_raises_no_cache_alarm() {
     let _serial = e2e::serial();
     let eval = disk_dir();
-    let r = iotune(&both_sizes(eval.path()));
+    let r = iotune_reported(&both_sizes(eval.path()));
     assert!(r.out.status.success(), "{}", r.stderr);
     let fs_type = r.report["disks"][0]["topology"]["fs_type"].clone();
     for p in phases(&format!("work disk ({fs_type})"), &r) {

@@ -13,7 +13,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::device::{read_dev, read_node, resolve_dir};
+use super::device::{linked_dirs, read_dev, read_node};
 use super::{BlockDevice, DeviceKind, QueueLimits, TopologyError, TopologyWarning};
 
 /// `fs/btrfs` below the sysfs root.
@@ -111,25 +111,10 @@ pub fn find(
 /// The resolved sysfs directories of the members listed in `<fs_dir>/devices/`, by name.
 fn member_dirs(fs_dir: &Path) -> Result<Vec<PathBuf>, TopologyError> {
     let devices = fs_dir.join("devices");
-    let entries = fs::read_dir(&devices).map_err(|source| TopologyError::ReadDir {
-        path: devices.clone(),
-        source,
-    })?;
-    let mut links = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|source| TopologyError::ReadDir {
-            path: devices.clone(),
-            source,
-        })?;
-        links.push(entry.path());
-    }
-    links.sort();
-    links
-        .into_iter()
-        .map(|link| {
-            resolve_dir(&link).map_err(|source| TopologyError::ReadDir { path: link, source })
-        })
-        .collect()
+    linked_dirs(&devices)?.ok_or_else(|| TopologyError::ReadDir {
+        path: devices,
+        source: io::Error::new(io::ErrorKind::NotFound, "no devices/ directory"),
+    })
 }
 
 /// The profiles in use for `kind` ("data" or "metadata"): the profile-named directories under

@@ -301,13 +301,29 @@ fn read_slaves(
     depth: usize,
     warnings: &mut Vec<TopologyWarning>,
 ) -> Result<Vec<BlockDevice>, TopologyError> {
-    let slaves_dir = dir.join("slaves");
-    let entries = match fs::read_dir(&slaves_dir) {
+    let Some(targets) = linked_dirs(&dir.join("slaves"))? else {
+        return Ok(Vec::new());
+    };
+    targets
+        .iter()
+        .map(|target| read_node(target, depth + 1, warnings))
+        .collect()
+}
+
+/// The entries of `dir`, a sysfs directory of links (`slaves/`, btrfs `devices/`), sorted by
+/// name, each resolved to the directory it leads to; `Ok(None)` when `dir` does not exist.
+///
+/// # Errors
+///
+/// [`TopologyError::ReadDir`] naming `dir` when it cannot be listed, or the entry that does
+/// not lead to a directory.
+pub(crate) fn linked_dirs(dir: &Path) -> Result<Option<Vec<PathBuf>>, TopologyError> {
+    let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(source) => {
             return Err(TopologyError::ReadDir {
-                path: slaves_dir,
+                path: dir.to_owned(),
                 source,
             })
         }
@@ -315,21 +331,17 @@ fn read_slaves(
     let mut paths = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|source| TopologyError::ReadDir {
-            path: slaves_dir.clone(),
+            path: dir.to_owned(),
             source,
         })?;
         paths.push(entry.path());
     }
     paths.sort();
-    let mut slaves = Vec::with_capacity(paths.len());
-    for path in paths {
-        let target = resolve_dir(&path).map_err(|source| TopologyError::ReadDir {
-            path: path.clone(),
-            source,
-        })?;
-        slaves.push(read_node(&target, depth + 1, warnings)?);
-    }
-    Ok(slaves)
+    paths
+        .into_iter()
+        .map(|path| resolve_dir(&path).map_err(|source| TopologyError::ReadDir { path, source }))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 /// Reads `dir/queue/`. Warnings about missing optional attributes are only
