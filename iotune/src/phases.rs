@@ -753,6 +753,47 @@ mod tests {
         assert_eq!(pick_block_size(&[4096], &[1.0]), 4096);
     }
 
+    /// An outcome of `iops` whose phase the disks served (`device_bytes` of 1000 completed).
+    fn outcome(iops: f64, device_bytes: u64) -> Outcome {
+        let input = ServedInput {
+            write: false,
+            completed_requests: 1000,
+            completed_bytes: 1000,
+            uncounted_bytes: 0,
+            device_requests: 1000,
+            device_merges: 0,
+            device_bytes,
+            write_copies: 1,
+        };
+        Outcome {
+            iops,
+            bandwidth: 0.0,
+            deviation: 0.0,
+            served: served::judge(&input, &Coverage::Complete),
+        }
+    }
+
+    #[test]
+    fn a_served_candidate_beats_a_faster_cached_one() {
+        let (served, cached) = (outcome(80e3, 1000), outcome(2.3e6, 100));
+        assert!(cached.cached() && !served.cached());
+        assert!(served.beats(&cached));
+        assert!(!cached.beats(&served));
+        assert!(outcome(90e3, 1000).beats(&served), "then the higher IOPS");
+        assert!(outcome(3e6, 100).beats(&cached));
+        let figure = cached
+            .cached_figure("read_iops", "random read 512")
+            .unwrap();
+        assert_eq!(
+            (figure.figure, figure.phase.as_str()),
+            ("read_iops", "random read 512")
+        );
+        assert!((figure.fraction - 0.1).abs() < 1e-12);
+        assert!(served
+            .cached_figure("read_iops", "random read 4096")
+            .is_none());
+    }
+
     #[test]
     fn deviation_suffix() {
         assert_eq!(
