@@ -19,7 +19,8 @@ use scheduler::engine::{self, TestFile};
 use scheduler::io_properties::DiskProperties;
 use scheduler::io_properties::IoProperties;
 use scheduler::io_queue::IoGroup;
-use scheduler::topology::Topology;
+use scheduler::topology::{block_device_from_sysfs, BlockDevice, Coverage, Topology};
+use std::os::unix::fs::MetadataExt;
 
 use crate::cli::{Cli, OutputFormat};
 use crate::run::files::{is_block_device, Storage};
@@ -156,12 +157,17 @@ fn run(cli: Cli) -> Result<()> {
     let physical_override = cli
         .physical_block_size
         .or(disk.as_ref().and_then(|d| d.physical_block_size));
-    let alignment = match &topo_dir {
-        Some(dir) => {
-            let t = Topology::for_directory(dir)
-                .with_context(|| format!("cannot inspect {}", dir.display()))?;
-            warn_pitfalls(&t, physical_override);
-            AlignmentParams::from_topology(&t, physical_override, cli.trace_sample.unwrap_or(1))
+    let topology = match &topo_dir {
+        Some(dir) => Some(
+            Topology::for_directory(dir)
+                .with_context(|| format!("cannot inspect {}", dir.display()))?,
+        ),
+        None => None,
+    };
+    let alignment = match &topology {
+        Some(t) => {
+            warn_pitfalls(t, physical_override);
+            AlignmentParams::from_topology(t, physical_override, cli.trace_sample.unwrap_or(1))
         }
         None => AlignmentParams {
             fs_block_size: 4096,
@@ -174,6 +180,7 @@ fn run(cli: Cli) -> Result<()> {
         },
     };
     alignment.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let counted = CountedDevices::of(topology.as_ref(), &cli.storage);
 
     let settings = Settings {
         storage,
@@ -187,11 +194,27 @@ fn run(cli: Cli) -> Result<()> {
         group,
         alignment,
         adaptive_tracing: cli.trace_sample.is_none(),
+        counted_devices: counted.devices.clone(),
     };
-    let shards = run::run(&settings, &STOP)?;
+    let run::RunResult {
+        mut shards,
+        before,
+        after,
+    } = run::run(&settings, &STOP)?;
     if INTERRUPTED.load(Ordering::Relaxed) {
         bail!("interrupted");
     }
+    let served = report::served::judge_run(
+        &shards,
+        &before,
+        &after,
+        &counted.coverage,
+        counted.write_copies,
+    );
+    for line in report::served::console(&served) {
+        eprintln!("{line}");
+    }
+    report::served::attach(&mut shards, &served);
     match cli.output_format {
         OutputFormat::Yaml => print!("{}", report::to_yaml(&shards)),
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&shards)?),
@@ -241,6 +264,50 @@ fn pick_disk(
                 storage.display()
             ),
         },
+    }
+}
+
+/// The devices whose counters account for the storage's I/O, how completely, and how many
+/// copies the stack writes.
+struct CountedDevices {
+    devices: Vec<BlockDevice>,
+    coverage: Coverage,
+    write_copies: u32,
+}
+
+impl CountedDevices {
+    /// For a directory, its topology's counted devices; for a block device, the device itself
+    /// read from sysfs (a partition counts itself, md and dm their leaves).
+    fn of(topology: Option<&Topology>, storage: &std::path::Path) -> CountedDevices {
+        if let Some(t) = topology {
+            return CountedDevices {
+                devices: t.counted_devices().into_iter().cloned().collect(),
+                coverage: t.coverage.clone(),
+                write_copies: t.write_copies(),
+            };
+        }
+        let sysfs = std::path::Path::new(scheduler::topology::SYSFS_ROOT);
+        let found = std::fs::metadata(storage)
+            .map_err(|e| format!("cannot stat {}: {e}", storage.display()))
+            .and_then(|m| {
+                let dev = scheduler::topology::fs::split_dev(m.rdev());
+                block_device_from_sysfs(sysfs, dev)
+                    .map_err(|e| format!("{:#}", anyhow::Error::from(e)))
+            });
+        match found {
+            Ok((device, _)) => CountedDevices {
+                devices: device.counted().into_iter().cloned().collect(),
+                coverage: Coverage::Complete,
+                write_copies: device.write_copies(),
+            },
+            Err(reason) => CountedDevices {
+                devices: Vec::new(),
+                coverage: Coverage::None {
+                    reason: format!("the block device could not be read from sysfs ({reason})"),
+                },
+                write_copies: 1,
+            },
+        }
     }
 }
 

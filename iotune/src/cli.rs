@@ -74,13 +74,23 @@ pub struct Cli {
     )]
     pub detect_physical_block_size: bool,
 
-    /// Random read request size, bytes; 0 = the disk's physical block size.
+    /// Random read request size, bytes; 0 = the smallest the filesystem does directly: the
+    /// largest of the disk's physical block size, the statx DIO alignment and (when statx does
+    /// not report it) the filesystem block size.
     #[arg(long = "random-read-io-buffer-size", alias = "random_read_io_buffer_size", value_name = "SIZE", value_parser = scheduler::io_properties::parse_size, default_value = "0")]
     pub random_read_io_buffer_size: u64,
 
-    /// Random write request size, bytes; 0 = the disk's physical block size (or the detected one).
+    /// Random write request size, bytes; 0 = as the read size (or the detected physical block
+    /// size).
     #[arg(long = "random-write-io-buffer-size", alias = "random_write_io_buffer_size", value_name = "SIZE", value_parser = scheduler::io_properties::parse_size, default_value = "0")]
     pub random_write_io_buffer_size: u64,
+
+    /// Write the properties file even when a figure came from a cache instead of the disk (the
+    /// disks' own counters served clearly less than iotune completed, e.g. btrfs serving
+    /// requests smaller than its block size from its page cache). The warning stays on stderr
+    /// and in the report. Without it such a run exits 1 and writes no properties or options file.
+    #[arg(long = "allow-cached")]
+    pub allow_cached: bool,
 
     /// Run the random phases once per size (comma-separated) and keep the best IOPS per direction.
     #[arg(long = "get-best-iops-with-buffer-sizes", alias = "get_best_iops_with_buffer_sizes", value_name = "SIZES", value_delimiter = ',', value_parser = scheduler::io_properties::parse_size)]

@@ -23,7 +23,7 @@ use crate::cli::{Cli, OptionsFormat};
 use crate::options::Options;
 use crate::phases::{with_deviation, Calibration, Depths};
 use crate::progress::Progress;
-use crate::report::{write_atomically, DiskReport, Report};
+use crate::report::{write_atomically, CachedFigure, DiskReport, Report};
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -104,6 +104,45 @@ fn run(cli: Cli) -> Result<()> {
         if let Some(d) = outcome? {
             properties.disks.push(d);
         }
+    }
+    let cached: Vec<(&Path, &CachedFigure)> = report
+        .disks
+        .iter()
+        .flat_map(|d| d.cached_figures.iter().map(|c| (d.mountpoint.as_path(), c)))
+        .collect();
+    if !cached.is_empty() {
+        let list = cached
+            .iter()
+            .map(|(mountpoint, c)| {
+                format!(
+                    "{} of {} (phase \"{}\": the disks served {:.1}% of the bytes and received \
+                     {:.1}% of the requests iotune completed)",
+                    c.figure,
+                    mountpoint.display(),
+                    c.phase,
+                    c.fraction * 100.0,
+                    c.request_fraction * 100.0
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        if !opts.allow_cached {
+            report.status = "refused";
+            if let Some(path) = &opts.report {
+                report.save(path)?;
+            }
+            bail!(
+                "refusing to write io-properties: {list} came from a cache, not from the disk, \
+                 so no properties or options file was written; measure with requests the \
+                 filesystem does directly (leave --random-read-io-buffer-size and \
+                 --random-write-io-buffer-size at their defaults), or give --allow-cached to \
+                 write these figures anyway"
+            );
+        }
+        eprintln!(
+            "WARN: writing figures the disk did not serve, as --allow-cached asks: {list} came \
+             from a cache"
+        );
     }
     report.status = "complete";
     if let Some(path) = &opts.report {
@@ -278,18 +317,31 @@ fn measure(
     }
     let depths = Depths::derive(opts, leaves, bound, shards);
     let logical = topology.logical_block_size().max(512);
-    let physical = topology.physical_block_size().max(logical);
-    for (name, size) in [
+    // The smallest random request the filesystem does directly (btrfs serves smaller direct
+    // I/O from its page cache).
+    let direct = topology.direct_io_size().max(logical);
+    let forced = [
         ("random-read-io-buffer-size", opts.random_read_size),
         ("random-write-io-buffer-size", opts.random_write_size),
-    ] {
-        if let Some(s) = size {
-            if s % logical != 0 {
-                bail!(
-                    "--{name} {s} is not a multiple of the logical block size {logical} of {}",
-                    mountpoint.display()
-                );
-            }
+    ]
+    .into_iter()
+    .filter_map(|(name, size)| Some((name, size?)))
+    .chain(
+        opts.best_iops_sizes
+            .iter()
+            .map(|&s| ("get-best-iops-with-buffer-sizes", s)),
+    );
+    for (name, s) in forced {
+        if s % logical != 0 {
+            bail!(
+                "--{name} {s} is not a multiple of the logical block size {logical} of {}",
+                mountpoint.display()
+            );
+        }
+        if s < direct {
+            let w = small_request_warning(name, s, direct, &topology);
+            eprintln!("WARN: {w}");
+            warnings.push(w);
         }
     }
     report.disks.push(DiskReport {
@@ -304,6 +356,7 @@ fn measure(
         phases: Vec::new(),
         results: None,
         depth_sweeps: Vec::new(),
+        cached_figures: Vec::new(),
     });
     if opts.fs_check {
         println!(
@@ -350,8 +403,11 @@ fn measure(
     }
     let acc = opts.accuracy;
 
+    // Figures for io-properties whose phase a cache served (see served.rs in the library).
+    let mut cached_figures: Vec<CachedFigure> = Vec::new();
     println!("Warming up the disk for sequential write job...");
     let sw = cal.sequential_write(disk!())?;
+    cached_figures.extend(sw.cached_figure("write_bandwidth", "sequential write"));
     println!(
         "Measuring sequential write bandwidth: {}",
         with_deviation(
@@ -362,6 +418,7 @@ fn measure(
     );
     save(report)?;
     let sr = cal.sequential_read(disk!())?;
+    cached_figures.extend(sr.cached_figure("read_bandwidth", "sequential read"));
     println!(
         "Measuring sequential read bandwidth: {}",
         with_deviation(
@@ -375,7 +432,8 @@ fn measure(
 
     let mut detected = None;
     if opts.detect_physical_block_size {
-        let size = cal.detect_physical_block_size(disk!())?;
+        let (size, cached) = cal.detect_physical_block_size(disk!())?;
+        cached_figures.extend(cached);
         println!("Detected physical block size: {size} bytes");
         if size != topology.physical_block_size() {
             let w = format!(
@@ -392,12 +450,12 @@ fn measure(
     let write_sizes: Vec<u64> = if !opts.best_iops_sizes.is_empty() {
         opts.best_iops_sizes.clone()
     } else {
-        vec![opts.random_write_size.or(detected).unwrap_or(physical)]
+        vec![opts.random_write_size.or(detected).unwrap_or(direct)]
     };
     let read_sizes: Vec<u64> = if !opts.best_iops_sizes.is_empty() {
         opts.best_iops_sizes.clone()
     } else {
-        vec![opts.random_read_size.unwrap_or(physical)]
+        vec![opts.random_read_size.unwrap_or(direct)]
     };
     let mut best_write: Option<(phases::Outcome, u64)> = None;
     for &s in &write_sizes {
@@ -408,12 +466,13 @@ fn measure(
             false,
             disk!(),
         )?;
-        if best_write.as_ref().is_none_or(|(b, _)| o.iops > b.iops) {
+        if best_write.as_ref().is_none_or(|(b, _)| o.beats(b)) {
             best_write = Some((o, s));
         }
         save(report)?;
     }
     let (rw, rw_size) = best_write.expect("at least one size");
+    cached_figures.extend(rw.cached_figure("write_iops", &format!("random write {rw_size}")));
     println!(
         "Measuring random write IOPS: {}",
         with_deviation(format!("{:.0} IOPS", rw.iops), rw.deviation, acc)
@@ -427,12 +486,13 @@ fn measure(
             false,
             disk!(),
         )?;
-        if best_read.as_ref().is_none_or(|(b, _)| o.iops > b.iops) {
+        if best_read.as_ref().is_none_or(|(b, _)| o.beats(b)) {
             best_read = Some((o, s));
         }
         save(report)?;
     }
     let (rr, rr_size) = best_read.expect("at least one size");
+    cached_figures.extend(rr.cached_figure("read_iops", &format!("random read {rr_size}")));
     println!(
         "Measuring random read IOPS: {}",
         with_deviation(format!("{:.0} IOPS", rr.iops), rr.deviation, acc)
@@ -441,12 +501,14 @@ fn measure(
     let mut results = phases::results(&sw, &sr, &rw, &rr, rw_size, rr_size);
     results.physical_block_size = detected;
     if opts.saturation_read {
-        let l = cal.saturation_length(Direction::Read, disk!())?;
+        let (l, cached) = cal.saturation_length(Direction::Read, disk!())?;
+        cached_figures.extend(cached);
         println!("Measuring read saturation length: {l} bytes");
         results.read_saturation_length = Some(l);
     }
     if opts.saturation_write {
-        let l = cal.saturation_length(Direction::Write, disk!())?;
+        let (l, cached) = cal.saturation_length(Direction::Write, disk!())?;
+        cached_figures.extend(cached);
         println!("Measuring write saturation length: {l} bytes");
         results.write_saturation_length = Some(l);
     }
@@ -474,6 +536,7 @@ fn measure(
         save(report)?;
     }
     disk!().results = Some(results.clone());
+    disk!().cached_figures = cached_figures;
     save(report)?;
 
     let mut d = DiskProperties::new(
@@ -487,4 +550,22 @@ fn measure(
     d.write_saturation_length = results.write_saturation_length;
     d.physical_block_size = results.physical_block_size;
     Ok(Some(d))
+}
+
+/// The warning for a forced random request size below what the filesystem does directly.
+fn small_request_warning(option: &str, size: u64, direct: u64, topology: &Topology) -> String {
+    let dio = topology
+        .dio_offset_align
+        .map_or("not reported by statx".to_owned(), |a| format!("{a} bytes"));
+    format!(
+        "--{option} {size} is smaller than {direct} bytes, the smallest request {} on {} is \
+         known to do directly (filesystem block size {} bytes, direct-I/O alignment {dio}, \
+         physical block size {} bytes): the filesystem may serve it from its page cache (btrfs \
+         does) or turn it into read-modify-write; the served-by-the-disk check of each phase \
+         tells which",
+        topology.fs_type,
+        topology.mountpoint.display(),
+        topology.fs_block_size,
+        topology.physical_block_size()
+    )
 }

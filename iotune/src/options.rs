@@ -21,11 +21,13 @@ pub struct Options {
     pub saturation_read: bool,
     pub saturation_write: bool,
     pub detect_physical_block_size: bool,
-    /// Forced random request sizes, bytes (None = physical block size).
+    /// Forced random request sizes, bytes (None = `Topology::direct_io_size`).
     pub random_read_size: Option<u64>,
     pub random_write_size: Option<u64>,
     /// Sizes to try for the best IOPS (empty = just the default/forced size).
     pub best_iops_sizes: Vec<u64>,
+    /// `--allow-cached`: write figures the disks did not serve (with the warning).
+    pub allow_cached: bool,
     pub force_io_depth: Option<u64>,
     pub sequential_read_size: u64,
     pub sequential_write_size: u64,
@@ -177,6 +179,7 @@ impl Options {
             random_read_size,
             random_write_size,
             best_iops_sizes: cli.get_best_iops_with_buffer_sizes,
+            allow_cached: cli.allow_cached,
             force_io_depth: (cli.force_io_depth != 0).then_some(cli.force_io_depth),
             sequential_read_size: cli.sequential_read_buffer_size,
             sequential_write_size: cli.sequential_write_buffer_size,

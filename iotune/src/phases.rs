@@ -12,12 +12,14 @@ use anyhow::{bail, Context, Result};
 use scheduler::engine::{
     self, Direction, EngineKind, JobResult, JobSpec, Pattern, ShardPlan, TestFile,
 };
-use scheduler::topology::{DeviceCounters, Topology};
+use scheduler::topology::served::{self, Coverage, Served, ServedInput, Verdict};
+use scheduler::topology::{CounterSnapshot, Topology};
 
 use crate::options::Options;
 use crate::progress::Progress;
 use crate::report::{
-    DepthPoint, DepthSweep, DeviceRequests, DiskReport, PhaseReport, Results, Sustained,
+    CachedFigure, DepthPoint, DepthSweep, DeviceRequests, DiskReport, PhaseReport, Results,
+    Sustained,
 };
 use crate::steady::SteadyMonitor;
 
@@ -68,13 +70,44 @@ pub struct Calibration<'a> {
     /// Per shard: one past the last byte written by this run (reads stay below it).
     pub written_end: Vec<u64>,
     pub file_size: u64,
+    /// The "figures are unverified" line was printed (once per filesystem).
+    said_unverified: bool,
 }
 
-/// A phase's outcome: the summed figures and the largest per-shard deviation.
+/// A phase's outcome: the summed figures, the largest per-shard deviation, and whether the
+/// disks served it.
 pub struct Outcome {
     pub iops: f64,
     pub bandwidth: f64,
     pub deviation: f64,
+    pub served: Served,
+}
+
+impl Outcome {
+    /// True when the disks served clearly less than the phase completed: a cache did.
+    pub fn cached(&self) -> bool {
+        self.served.verdict == Verdict::Cached
+    }
+
+    /// The io-properties `figure` measured by phase `phase`, when a cache served it.
+    pub fn cached_figure(&self, figure: &'static str, phase: &str) -> Option<CachedFigure> {
+        self.cached().then(|| CachedFigure {
+            figure,
+            phase: phase.to_owned(),
+            fraction: self.served.fraction.unwrap_or(0.0),
+            request_fraction: self.served.request_fraction.unwrap_or(0.0),
+        })
+    }
+
+    /// True when `self` should replace `best` as the figure of a direction: a served figure
+    /// beats a cached one, then the higher IOPS wins.
+    pub fn beats(&self, best: &Outcome) -> bool {
+        match (self.cached(), best.cached()) {
+            (false, true) => true,
+            (true, false) => false,
+            _ => self.iops > best.iops,
+        }
+    }
 }
 
 impl<'a> Calibration<'a> {
@@ -100,6 +133,7 @@ impl<'a> Calibration<'a> {
             depths,
             written_end: vec![0; n],
             file_size,
+            said_unverified: false,
         }
     }
 
@@ -180,7 +214,9 @@ impl<'a> Calibration<'a> {
             }
         });
         let mut phase = PhaseReport::new(name, dropped, &jobs, &results);
-        phase.device_requests = self.device_requests(&before, jobs[0].direction);
+        let (device_requests, unreadable) = self.device_requests(&before, jobs[0].direction);
+        phase.device_requests = device_requests;
+        let served = self.served(&jobs, &results, &phase.device_requests, &unreadable);
         if let Some(s) = &sustained {
             phase.ramp_s += s.settling_s;
             phase.measure_s = results[0].measured.as_secs_f64();
@@ -202,6 +238,7 @@ impl<'a> Calibration<'a> {
             iops: phase.total.iops,
             bandwidth: phase.total.bandwidth,
             deviation: phase.total.deviation,
+            served: served.clone(),
         };
         bar.finish(&format!(
             "{name}: {shards} shard(s) x {} in flight x {} B, {:.1} s measured: {:.0} MiB/s, {:.0} IOPS, p99 {:.0} us, deviation {:.1}%",
@@ -216,6 +253,13 @@ impl<'a> Calibration<'a> {
         if let Some(w) = request_shape_warning(&phase, self.topology) {
             eprintln!("WARN: {w}");
         }
+        if let Some(w) = served.warning(name) {
+            eprintln!("WARN: {w}");
+            report.warnings.push(w);
+        } else if served.verdict == Verdict::Unverified {
+            self.say_unverified(name, &served);
+        }
+        phase.served = Some(served);
         let drift = phase.trend.drift;
         if !dropped && phase.trend.unsteady(self.opts.accuracy / 100.0) {
             eprintln!(
@@ -229,38 +273,78 @@ impl<'a> Calibration<'a> {
         Ok(out)
     }
 
-    /// Counters of every leaf disk that can be read (none without a block device).
-    fn device_counters(&self) -> Vec<(String, DeviceCounters)> {
-        self.topology
-            .leaves()
-            .into_iter()
-            .filter_map(|d| {
-                DeviceCounters::read(Path::new("/sys"), d.dev)
-                    .ok()
-                    .map(|c| (d.name.clone(), c))
-            })
-            .collect()
+    /// Counters of every counted device ([`Topology::counted_devices`]: the leaves, a partition
+    /// of a plain disk as itself; none without a block device).
+    fn device_counters(&self) -> CounterSnapshot {
+        CounterSnapshot::read(Path::new("/sys"), &self.topology.counted_devices())
     }
 
+    /// What each counted device served in `direction` since `before`, and the devices whose
+    /// counters could not be read before or after.
     fn device_requests(
         &self,
-        before: &[(String, DeviceCounters)],
+        before: &CounterSnapshot,
         direction: Direction,
-    ) -> Vec<DeviceRequests> {
-        let after = self.device_counters();
-        before
-            .iter()
-            .filter_map(|(name, b)| {
-                let (_, a) = after.iter().find(|(n, _)| n == name)?;
-                let (requests, bytes) = a.since(b, direction == Direction::Write);
-                Some(DeviceRequests {
-                    device: name.clone(),
-                    requests,
-                    bytes,
-                    average_request_bytes: bytes.checked_div(requests).unwrap_or(0),
-                })
+    ) -> (Vec<DeviceRequests>, Vec<String>) {
+        let (deltas, unreadable) = self
+            .device_counters()
+            .since(before, direction == Direction::Write);
+        let out = deltas
+            .into_iter()
+            .map(|(device, d)| DeviceRequests {
+                device,
+                requests: d.requests,
+                merges: d.merges,
+                bytes: d.bytes,
+                average_request_bytes: d.bytes.checked_div(d.requests).unwrap_or(0),
             })
-            .collect()
+            .collect();
+        (out, unreadable)
+    }
+
+    /// The served-by-the-disk verdict of a phase: every request it completed (ramp included,
+    /// as the counters cover the whole phase) against the bytes the counted devices moved.
+    /// Requests in flight when the window closed complete uncounted; they are allowed for.
+    fn served(
+        &self,
+        jobs: &[JobSpec],
+        results: &[JobResult],
+        devices: &[DeviceRequests],
+        unreadable: &[String],
+    ) -> Served {
+        let job = &jobs[0];
+        let completed_requests: u64 = results.iter().map(|r| r.requests + r.ramp_requests).sum();
+        let in_flight: u64 = jobs.iter().map(|j| j.in_flight as u64).sum();
+        let input = ServedInput {
+            write: job.direction == Direction::Write,
+            completed_requests,
+            completed_bytes: completed_requests * job.request_size,
+            uncounted_bytes: in_flight * job.request_size,
+            device_requests: devices.iter().map(|d| d.requests).sum(),
+            device_merges: devices.iter().map(|d| d.merges).sum(),
+            device_bytes: devices.iter().map(|d| d.bytes).sum(),
+            write_copies: self.topology.write_copies(),
+        };
+        served::judge(&input, &self.topology.coverage.with_unreadable(unreadable))
+    }
+
+    /// Says why a phase could not be checked: once per filesystem when no device was found,
+    /// every time when only some were (the numbers then differ per phase).
+    fn say_unverified(&mut self, name: &str, served: &Served) {
+        let reason = served.reason.as_deref().unwrap_or("unknown");
+        match &self.topology.coverage {
+            Coverage::None { .. } if self.said_unverified => {}
+            Coverage::None { .. } => {
+                eprintln!(
+                    "WARN: {}: {reason}: the served-by-the-disk check cannot run, so the \
+                     figures are unverified (a cache may have served them)",
+                    self.topology.mountpoint.display()
+                );
+                self.said_unverified = true;
+            }
+            _ if served.completed_bytes == 0 => {}
+            _ => eprintln!("WARN: {name}: figure unverified: {reason}"),
+        }
     }
 
     fn shards(&self) -> usize {
@@ -341,35 +425,42 @@ impl<'a> Calibration<'a> {
         )
     }
 
-    /// Random-write IOPS at 512..8192-byte requests (from the DIO alignment up): the first size
-    /// whose successor gains no more than 5% is the write size that avoids read-modify-write.
-    pub fn detect_physical_block_size(&mut self, report: &mut DiskReport) -> Result<u64> {
-        let floor = self.topology.logical_block_size().max(512);
+    /// Random-write IOPS at 512..8192-byte requests (from the size the filesystem does directly
+    /// up, see [`Topology::direct_io_alignment`]): the first size whose successor gains no more
+    /// than 5% is the write size that avoids read-modify-write. Also returns whether any probe
+    /// was served by a cache (the figure is then not the disk's).
+    pub fn detect_physical_block_size(
+        &mut self,
+        report: &mut DiskReport,
+    ) -> Result<(u64, Option<CachedFigure>)> {
+        let floor = self.topology.direct_io_alignment();
         let sizes: Vec<u64> = [512, 1024, 2048, 4096, 8192]
             .into_iter()
             .filter(|&s| s >= floor)
             .collect();
+        let sizes = if sizes.is_empty() { vec![floor] } else { sizes };
         let mut iops = Vec::new();
+        let mut cached = None;
         for &s in &sizes {
-            let o = self.random(
-                Direction::Write,
-                s,
-                &format!("block size probe {s}"),
-                true,
-                report,
-            )?;
+            let name = format!("block size probe {s}");
+            let o = self.random(Direction::Write, s, &name, true, report)?;
             iops.push(o.iops);
+            if cached.is_none() {
+                cached = o.cached_figure("physical_block_size", &name);
+            }
         }
-        Ok(pick_block_size(&sizes, &iops))
+        Ok((pick_block_size(&sizes, &iops), cached))
     }
 
-    /// Smallest request size (halving from 512 KiB) whose bandwidth on one shard stays within
-    /// the deviation of the bandwidth at the sequential size.
+    /// Smallest request size (halving from 512 KiB, not below what the filesystem does directly)
+    /// whose bandwidth on one shard stays within the deviation of the bandwidth at the
+    /// sequential size; a probe a cache served ends the search. Also returns whether the
+    /// sequential-size base was served by a cache (the figure is then not the disk's).
     pub fn saturation_length(
         &mut self,
         direction: Direction,
         report: &mut DiskReport,
-    ) -> Result<u64> {
+    ) -> Result<(u64, Option<CachedFigure>)> {
         let (size, depth) = match direction {
             Direction::Read => (self.opts.sequential_read_size, self.depths.sequential_read),
             Direction::Write => (
@@ -393,7 +484,7 @@ impl<'a> Calibration<'a> {
         let floor = base.bandwidth * (1.0 - base.deviation.max(self.opts.accuracy / 100.0));
         let mut best = size;
         let mut len = (512 * KIB).min(size / 2);
-        while len >= self.topology.logical_block_size().max(512) {
+        while len >= self.topology.direct_io_alignment() {
             let o = self.run(
                 &format!("saturation {dir_name} {len}"),
                 1,
@@ -401,13 +492,18 @@ impl<'a> Calibration<'a> {
                 true,
                 report,
             )?;
-            if o.bandwidth < floor {
+            if o.bandwidth < floor || o.cached() {
                 break;
             }
             best = len;
             len /= 2;
         }
-        Ok(best)
+        let figure = match direction {
+            Direction::Read => "read_saturation_length",
+            Direction::Write => "write_saturation_length",
+        };
+        let cached = base.cached_figure(figure, &format!("saturation {dir_name} {size}"));
+        Ok((best, cached))
     }
 
     /// Random IOPS at in-flight depths 1, 2, 4, .. up to twice the random depth per shard (all
@@ -571,14 +667,31 @@ fn request_shape_warning(phase: &PhaseReport, topology: &Topology) -> Option<Str
         d.requests >= 100 && (avg > size * 1.1 || (single && avg < size * 0.9))
     })?;
     let avg = d.average_request_bytes;
-    let how = if avg as f64 > size {
+    // Every merged bio is counted: without merges, larger requests came from above the block
+    // layer (a filesystem reading or writing whole blocks through its page cache).
+    let merged = d.merges * 10 >= d.requests;
+    let how = if avg as f64 > size && !merged && topology.fs_block_size > phase.request_size {
+        format!(
+            "enlarged above the block layer, with {} merges: the filesystem sent whole blocks \
+             ({} bytes) instead of the requests (its page cache, or read-modify-write)",
+            d.merges, topology.fs_block_size
+        )
+    } else if avg as f64 > size && !merged {
+        format!(
+            "larger requests, with only {} merges: other I/O shared the disk meanwhile",
+            d.merges
+        )
+    } else if avg as f64 > size {
         let nomerges = topology
-            .leaves()
+            .counted_devices()
             .iter()
             .find(|l| l.name == d.device)
             .and_then(|l| l.queue.nomerges)
             .map_or("unknown".to_string(), |n| n.to_string());
-        format!("merged by the block layer (nomerges is {nomerges}; 2 disables merging)")
+        format!(
+            "merged by the block layer ({} merges; nomerges is {nomerges}; 2 disables merging)",
+            d.merges
+        )
     } else {
         "split on the way (the device's max_sectors_kb or segment limits), or other I/O shared the disk".to_string()
     };
@@ -638,6 +751,47 @@ mod tests {
             512
         );
         assert_eq!(pick_block_size(&[4096], &[1.0]), 4096);
+    }
+
+    /// An outcome of `iops` whose phase the disks served (`device_bytes` of 1000 completed).
+    fn outcome(iops: f64, device_bytes: u64) -> Outcome {
+        let input = ServedInput {
+            write: false,
+            completed_requests: 1000,
+            completed_bytes: 1000,
+            uncounted_bytes: 0,
+            device_requests: 1000,
+            device_merges: 0,
+            device_bytes,
+            write_copies: 1,
+        };
+        Outcome {
+            iops,
+            bandwidth: 0.0,
+            deviation: 0.0,
+            served: served::judge(&input, &Coverage::Complete),
+        }
+    }
+
+    #[test]
+    fn a_served_candidate_beats_a_faster_cached_one() {
+        let (served, cached) = (outcome(80e3, 1000), outcome(2.3e6, 100));
+        assert!(cached.cached() && !served.cached());
+        assert!(served.beats(&cached));
+        assert!(!cached.beats(&served));
+        assert!(outcome(90e3, 1000).beats(&served), "then the higher IOPS");
+        assert!(outcome(3e6, 100).beats(&cached));
+        let figure = cached
+            .cached_figure("read_iops", "random read 512")
+            .unwrap();
+        assert_eq!(
+            (figure.figure, figure.phase.as_str()),
+            ("read_iops", "random read 512")
+        );
+        assert!((figure.fraction - 0.1).abs() < 1e-12);
+        assert!(served
+            .cached_figure("read_iops", "random read 4096")
+            .is_none());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use scheduler::engine::{Direction, EngineKind, JobResult, JobSpec, Pattern, SecondSample};
-use scheduler::topology::Topology;
+use scheduler::topology::{Served, Topology};
 use serde::Serialize;
 
 use crate::stats::{deviation, Latency, Trend};
@@ -59,6 +59,23 @@ pub struct DiskReport {
     /// `--depth-sweep`: random IOPS and latency against in-flight depth, per direction.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub depth_sweeps: Vec<DepthSweep>,
+    /// io-properties figures whose phase the disks did not serve (a cache did): they stop the
+    /// properties file from being written unless `--allow-cached` is given.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cached_figures: Vec<CachedFigure>,
+}
+
+/// An io-properties figure that came from a cache, not from the disk.
+#[derive(Debug, Clone, Serialize)]
+pub struct CachedFigure {
+    /// The io-properties key, e.g. "read_iops".
+    pub figure: &'static str,
+    /// The phase that measured it, e.g. "random read 512".
+    pub phase: String,
+    /// `device_bytes / completed_bytes` of that phase.
+    pub fraction: f64,
+    /// `(device_requests + device_merges) / completed_requests` of that phase.
+    pub request_fraction: f64,
 }
 
 /// Random IOPS against in-flight depth in one direction, and the knee.
@@ -129,9 +146,15 @@ pub struct PhaseReport {
     /// With `--sustained`: how the steady window was found (absent otherwise).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sustained: Option<Sustained>,
-    /// What each leaf disk was sent in this phase's direction, ramp included (empty without a
-    /// block device, e.g. on tmpfs). Other I/O on the disk meanwhile is counted too.
+    /// What each counted device (the leaves; a partition of a plain disk as itself) was sent in
+    /// this phase's direction, ramp included (empty without a block device, e.g. on tmpfs).
+    /// Other I/O on the disk meanwhile is counted too.
     pub device_requests: Vec<DeviceRequests>,
+    /// Served by the disk: every request the phase completed (ramp included) against the
+    /// bytes the devices above moved, and the verdict (`served`, `cached`: the figure came
+    /// from a cache, `more`: other I/O or read-modify-write, `unverified` with a `reason`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub served: Option<Served>,
 }
 
 /// How a `--sustained` phase ended.
@@ -153,6 +176,8 @@ pub struct DeviceRequests {
     pub device: String,
     /// Requests completed in the phase's direction.
     pub requests: u64,
+    /// Bios merged into those requests by the block layer (each reached the device).
+    pub merges: u64,
     /// Bytes they moved.
     pub bytes: u64,
     /// bytes / requests: equal to the request size when requests reached the disk whole,
@@ -259,6 +284,7 @@ impl PhaseReport {
             per_shard,
             sustained: None,
             device_requests: Vec::new(),
+            served: None,
         }
     }
 }

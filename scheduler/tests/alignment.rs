@@ -640,6 +640,7 @@ fn params_from_topology() {
         dio_mem_align: None,
         dio_offset_align: None,
         device: Some(device),
+        coverage: scheduler::topology::Coverage::Complete,
         warnings: vec![],
     };
     let p = AlignmentParams::from_topology(&topo(part), Some(4096), 1);

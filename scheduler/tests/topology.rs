@@ -6,8 +6,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use scheduler::topology::{
-    block_device_from_sysfs, mountpoint_of, sysfs, BlockDevice, DeviceKind, FilesystemInfo,
-    Topology, TopologyError, TopologyWarning, WriteCache,
+    block_device_from_sysfs, btrfs, mountpoint_of, sysfs, BlockDevice, Coverage, DeviceKind,
+    FilesystemInfo, Topology, TopologyError, TopologyWarning, WriteCache,
 };
 
 // ---------------------------------------------------------------- helpers
@@ -36,7 +36,9 @@ fn fs_on(dev: Option<(u32, u32)>, fs_block_size: u64) -> FilesystemInfo {
         fs_block_size,
         dio_mem_align: None,
         dio_offset_align: None,
+        fsid: [0, 0],
         st_dev: dev.unwrap_or((0, 42)),
+        mount_source: Some(if dev.is_some() { "/dev/x" } else { "tmpfs" }.to_owned()),
         block_device: dev,
     }
 }
@@ -580,6 +582,155 @@ fn partition_of_an_md_array_resolves_through_the_array() {
     assert_eq!(t.in_flight_bound(), Some(128));
 }
 
+// ------------------------------------------- btrfs: members from fs/btrfs/<fsid>/devices
+
+/// A btrfs filesystem as probed: anonymous `st_dev`, `f_fsid` and the mount source.
+fn btrfs_on(fsid: [u32; 2], source: Option<(u32, u32)>) -> FilesystemInfo {
+    FilesystemInfo {
+        fs_type: "btrfs".into(),
+        fsid,
+        st_dev: (0, 40),
+        mount_source: Some("/dev/loop0".into()),
+        block_device: source,
+        ..fs_on(None, 4096)
+    }
+}
+
+/// `statfs` `f_fsid` of the top-level subvolume of fixture filesystem
+/// f095f929-896d-46e5-b132-f1207c8d6d32 (as measured on a live btrfs with that UUID).
+const RAID0_FSID: [u32; 2] = [0x41a7_0809, 0xf5e0_2bd2];
+
+#[test]
+fn btrfs_raid0_over_two_loop_devices_lists_both_members() {
+    // The mount source is loop0 only; the fsid finds the filesystem and both members.
+    let t = Topology::from_filesystem(btrfs_on(RAID0_FSID, Some((7, 0))), &fixture("btrfs"))
+        .unwrap_or_else(|e| panic!("{}", chain(&e)));
+    let d = t.device.as_ref().expect("a btrfs node");
+    assert_eq!(d.name, "btrfs-f095f929-896d-46e5-b132-f1207c8d6d32");
+    assert_eq!(d.dev, (0, 40), "the anonymous st_dev");
+    assert_eq!(
+        d.kind,
+        DeviceKind::Btrfs {
+            fsid: "f095f929-896d-46e5-b132-f1207c8d6d32".into(),
+            data_profiles: vec!["raid0".into()],
+            metadata_profiles: vec!["raid1".into()],
+        }
+    );
+    assert_eq!(names(&t.leaves()), ["loop0", "loop1"]);
+    assert_eq!(names(&t.counted_devices()), ["loop0", "loop1"]);
+    assert_eq!(t.leaf_count(), 2, "the sequential depth is 4 x 2");
+    assert_eq!(t.in_flight_bound(), Some(256));
+    assert_eq!(
+        t.write_copies(),
+        1,
+        "raid0 data: one copy (metadata is not data)"
+    );
+    assert_eq!(t.coverage, Coverage::Complete);
+    assert_eq!(t.physical_block_size(), 512);
+    assert_eq!(d.size_bytes, Some(2 * 4194304 * 512));
+    // statx does not report DIO alignment on btrfs: the 4096-byte filesystem block is the
+    // smallest request it does directly, not the loop devices' 512-byte sectors.
+    assert_eq!(t.direct_io_size(), 4096);
+    assert_eq!(t.warnings, vec![], "clean loop devices");
+    // A subvolume (root id 257) of the same filesystem matches too, and no mount source is
+    // needed.
+    let sub = [RAID0_FSID[0], RAID0_FSID[1] ^ 5 ^ 257];
+    let t = Topology::from_filesystem(btrfs_on(sub, None), &fixture("btrfs")).expect("reads");
+    assert_eq!(names(&t.leaves()), ["loop0", "loop1"]);
+}
+
+#[test]
+fn btrfs_found_by_its_mount_source_counts_partitions_and_mirrors() {
+    // An fsid that matches nothing: the member that is the mount source (nvme1n1) finds
+    // the raid1 filesystem over a partition and a whole disk.
+    let t = Topology::from_filesystem(btrfs_on([1, 2], Some((259, 1))), &fixture("btrfs"))
+        .unwrap_or_else(|e| panic!("{}", chain(&e)));
+    let d = t.device.as_ref().expect("a btrfs node");
+    match &d.kind {
+        DeviceKind::Btrfs {
+            fsid,
+            data_profiles,
+            metadata_profiles,
+        } => {
+            assert_eq!(fsid, "3d0c3f4e-1b2a-4c5d-8e9f-0a1b2c3d4e5f");
+            assert_eq!(data_profiles, &["raid1", "single"]);
+            assert_eq!(metadata_profiles, &["raid1c3"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let members: Vec<&BlockDevice> = d.slaves.iter().collect();
+    assert_eq!(names(&members), ["nvme0n1p2", "nvme1n1"]);
+    assert_eq!(names(&t.leaves()), ["nvme0n1", "nvme1n1"]);
+    assert_eq!(
+        names(&t.counted_devices()),
+        ["nvme0n1p2", "nvme1n1"],
+        "the partition counts its own I/O, not its disk's"
+    );
+    assert_eq!(t.write_copies(), 2, "raid1 data (converting from single)");
+    assert_eq!(t.physical_block_size(), 4096);
+    assert_eq!(t.coverage, Coverage::Complete);
+}
+
+#[test]
+fn btrfs_not_in_sysfs_is_partial_coverage() {
+    // The nvme fixture has no fs/btrfs (a kernel before 3.14): only the mount source is known.
+    let t = Topology::from_filesystem(btrfs_on(RAID0_FSID, Some((259, 0))), &fixture("nvme"))
+        .unwrap_or_else(|e| panic!("{}", chain(&e)));
+    assert_eq!(names(&t.leaves()), ["nvme0n1"]);
+    match &t.coverage {
+        Coverage::Partial { reason } => assert!(reason.contains("fs/btrfs"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    let w = t
+        .warnings
+        .iter()
+        .find(|w| matches!(w, TopologyWarning::DevicesMayBeMissing { .. }))
+        .expect("a warning");
+    let text = w.to_string();
+    assert!(
+        text.contains("nvme0n1") && text.contains("unverified"),
+        "{text}"
+    );
+    // Another filesystem with an anonymous st_dev over a block device: partial as well.
+    let mut fs = btrfs_on([0, 0], Some((259, 0)));
+    fs.fs_type = "bcachefs".into();
+    let t = Topology::from_filesystem(fs, &fixture("btrfs")).expect("reads");
+    assert!(
+        matches!(t.coverage, Coverage::Partial { .. }),
+        "{:?}",
+        t.coverage
+    );
+    // btrfs whose filesystem matches nothing and whose mount source is no block device.
+    let t = Topology::from_filesystem(btrfs_on([1, 2], None), &fixture("btrfs")).expect("reads");
+    assert!(t.device.is_none());
+    assert!(matches!(t.coverage, Coverage::None { .. }));
+}
+
+#[test]
+fn btrfs_sysfs_parsers() {
+    assert_eq!(btrfs::parse_uuid("features"), None);
+    let u = btrfs::parse_uuid("f095f929-896d-46e5-b132-f1207c8d6d32").expect("uuid");
+    assert!(btrfs::fsid_matches(&u, RAID0_FSID));
+    assert_eq!(btrfs::profile_copies("raid1c3"), Some(3));
+}
+
+#[test]
+fn counted_devices_and_write_copies_of_stacks() {
+    let t = topology("nvme", (259, 1));
+    assert_eq!(names(&t.leaves()), ["nvme0n1"]);
+    assert_eq!(names(&t.counted_devices()), ["nvme0n1p1"]);
+    assert_eq!(t.coverage, Coverage::Complete);
+    assert_eq!(t.write_copies(), 1);
+    // RAID0 stripes: one copy, four counted disks.
+    let t = topology("md_raid0", (9, 0));
+    assert_eq!(t.write_copies(), 1);
+    assert_eq!(t.counted_devices().len(), 4);
+    // dm over (md RAID1 of two disks, a partition): the mirror writes twice.
+    let t = topology("dm_stack", (253, 0));
+    assert_eq!(t.write_copies(), 2);
+    assert_eq!(names(&t.counted_devices()), ["nvme0n1", "nvme1n1", "sda2"]);
+}
+
 // ------------------------------------------------------ no block device
 
 #[test]
@@ -590,10 +741,23 @@ fn filesystem_without_block_device() {
     assert_eq!(
         t.warnings,
         [TopologyWarning::NoBlockDevice {
-            fs_type: "tmpfs".into()
+            fs_type: "tmpfs".into(),
+            st_dev: "0:42".into(),
+            source: "tmpfs".into(),
         }]
     );
+    let text = t.warnings[0].to_string();
+    assert!(
+        text.contains("st_dev 0:42") && text.contains("\"tmpfs\"") && text.contains("unverified"),
+        "{text}"
+    );
+    match &t.coverage {
+        Coverage::None { reason } => assert!(reason.contains("could not be found"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
     assert!(t.leaves().is_empty());
+    assert!(t.counted_devices().is_empty());
+    assert_eq!(t.write_copies(), 1);
     assert_eq!(t.leaf_count(), 1);
     assert_eq!(t.in_flight_bound(), None);
     assert_eq!(t.physical_block_size(), 4096);
@@ -753,9 +917,14 @@ fn live_dev_shm_is_tmpfs_without_device() {
         return;
     }
     assert!(t.device.is_none());
-    assert!(t.warnings.contains(&TopologyWarning::NoBlockDevice {
-        fs_type: "tmpfs".into()
-    }));
+    assert!(
+        t.warnings.iter().any(
+            |w| matches!(w, TopologyWarning::NoBlockDevice { fs_type, .. } if fs_type == "tmpfs")
+        ),
+        "{:?}",
+        t.warnings
+    );
+    assert!(matches!(t.coverage, Coverage::None { .. }));
     assert_eq!(t.leaf_count(), 1);
     assert_eq!(t.physical_block_size(), 4096);
 }

@@ -28,27 +28,7 @@ fn shm_or_disk() -> tempfile::TempDir {
 
 /// Runs io-tester with JSON output and returns the parsed shards.
 fn io_tester(storage: &Path, conf: &str, extra: &[&str]) -> serde_json::Value {
-    let dir = tempfile::tempdir().unwrap();
-    let conf_path = dir.path().join("conf.yaml");
-    std::fs::write(&conf_path, conf).unwrap();
-    let out = run(Command::new(bin("io-tester"))
-        .args([
-            "--storage",
-            storage.to_str().unwrap(),
-            "--conf",
-            conf_path.to_str().unwrap(),
-            "--output-format",
-            "json",
-        ])
-        .args(extra));
-    assert!(
-        out.status.success(),
-        "io-tester failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        conf
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("bad JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    e2e::io_tester_json(storage, conf, extra).0
 }
 
 fn job<'a>(shards: &'a serde_json::Value, shard: usize, name: &str) -> &'a serde_json::Value {
@@ -105,6 +85,23 @@ fn the_reference_job_file_runs_unchanged() {
         bw["latencies"]["p0.99"].as_u64().unwrap() >= bw["latencies"]["p0.5"].as_u64().unwrap()
     );
     assert!(bw["stats"]["total_requests"].as_u64().unwrap() > 0);
+    // Served by the disk: the run's writes as a whole (the counters cannot tell jobs apart),
+    // never a cache on the work disk; more is possible (unlink jobs, other I/O on the disk).
+    let served = &bw["served"];
+    assert_eq!(served["direction"].as_str(), Some("write"), "{stdout}");
+    let verdict = served["verdict"].as_str().unwrap();
+    assert!(
+        ["served", "more", "unverified"].contains(&verdict),
+        "{verdict}:\n{stdout}"
+    );
+    assert!(
+        served["completed_bytes"].as_u64().unwrap() >= bw["stats"]["total_bytes"].as_u64().unwrap()
+    );
+    assert_eq!(
+        shards[0]["latency_reads"]["served"]["direction"].as_str(),
+        Some("read")
+    );
+    assert!(shards[0]["cpu_hog"].get("served").is_none());
     assert!(
         stdout.contains("throughput: ")
             && stdout.contains("# kB/s")

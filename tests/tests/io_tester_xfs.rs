@@ -9,7 +9,7 @@
 
 use std::process::Command;
 
-use e2e::{bin, run, XfsLoop};
+use e2e::{bin, run, LoopFs};
 
 const APPENDS: &str = "
 - name: a0
@@ -32,7 +32,7 @@ const APPENDS: &str = "
 
 /// Runs the append jobs on `fs` and returns (mapped requests, requests not 4 KiB aligned on
 /// the disk, share of physical starts aligned to at least 4 KiB).
-fn appends_on(fs: &XfsLoop) -> (u64, f64, Vec<f64>) {
+fn appends_on(fs: &LoopFs) -> (u64, f64, Vec<f64>) {
     let conf_dir = tempfile::tempdir().unwrap();
     let conf = conf_dir.path().join("c.yaml");
     std::fs::write(&conf, APPENDS).unwrap();
@@ -90,7 +90,7 @@ fn appends_on(fs: &XfsLoop) -> (u64, f64, Vec<f64>) {
 
 #[test]
 fn one_kib_xfs_blocks_misalign_appends_four_kib_blocks_do_not() {
-    let Some(small) = XfsLoop::new(1024, 2 << 30) else {
+    let Some(small) = LoopFs::xfs(1024, 2 << 30) else {
         return;
     };
     let (n, rmw, _) = appends_on(&small);
@@ -104,7 +104,7 @@ fn one_kib_xfs_blocks_misalign_appends_four_kib_blocks_do_not() {
     );
     drop(small);
 
-    let Some(big) = XfsLoop::new(4096, 2 << 30) else {
+    let Some(big) = LoopFs::xfs(4096, 2 << 30) else {
         return;
     };
     let (n, rmw, shares) = appends_on(&big);

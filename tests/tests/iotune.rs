@@ -26,38 +26,16 @@ fn quick(dir: &Path) -> Vec<String> {
     .collect()
 }
 
-/// A successful iotune run with `args`, writing its report and properties file into a
-/// temporary directory that lives as long as this value (keep it bound, not destructured).
-struct Reported {
-    out: std::process::Output,
-    report: serde_json::Value,
-    props: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-fn run_reported(args: &[String]) -> Reported {
-    let dir = tempfile::tempdir().unwrap();
-    let props = dir.path().join("p.yaml");
-    let report = dir.path().join("r.json");
-    let out = run(Command::new(bin("iotune")).args(args).args([
-        "--properties-file",
-        props.to_str().unwrap(),
-        "--report",
-        report.to_str().unwrap(),
-    ]));
+/// A successful iotune run with `args` (see [`e2e::iotune_reported`]).
+fn run_reported(args: &[String]) -> e2e::Reported {
+    let done = e2e::iotune_reported(args);
     assert!(
-        out.status.success(),
+        done.out.status.success(),
         "exit {:?}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+        done.out.status,
+        done.stderr
     );
-    let report = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    Reported {
-        out,
-        report,
-        props,
-        _dir: dir,
-    }
+    done
 }
 
 /// `on_disk`: the directory is on a block device (its requests show in the disk's counters).
@@ -169,8 +147,16 @@ fn check_full_run(eval: &Path, engine: &str, on_disk: bool) {
                 "{}: disk counted {sent} B, iotune measured {measured} B",
                 ph["name"]
             );
+            // Never a cache: the shared work disk may serve more (other I/O), never less.
+            let served = &ph["served"];
+            assert!(
+                ["served", "more"].contains(&served["verdict"].as_str().unwrap()),
+                "{}: {served}",
+                ph["name"]
+            );
         } else {
             assert!(dev.is_empty(), "{}: no disk, yet {dev:?}", ph["name"]);
+            assert_eq!(ph["served"]["verdict"], "unverified", "{}", ph["name"]);
         }
     }
     let sw = phases
@@ -433,8 +419,20 @@ fn optional_probes_write_optional_keys() {
         .iter()
         .map(|p| p["name"].as_str().unwrap().to_string())
         .collect();
-    assert!(
-        names.iter().any(|n| n.starts_with("block size probe 512")),
+    // Probes start at the smallest request the filesystem does directly: the statx DIO
+    // alignment, or its block size when statx does not say (smaller ones may be cached).
+    let topo = &r["disks"][0]["topology"];
+    let first = topo["dio_offset_align"]
+        .as_u64()
+        .unwrap_or_else(|| topo["fs_block_size"].as_u64().unwrap())
+        .max(512);
+    let probes: Vec<&String> = names
+        .iter()
+        .filter(|n| n.starts_with("block size probe"))
+        .collect();
+    assert_eq!(
+        probes.first().map(|n| n.as_str()),
+        Some(format!("block size probe {first}").as_str()),
         "{names:?}"
     );
     assert!(

@@ -5,6 +5,8 @@
 //! Throughput and IOPS are per second of the job's active time on its shard (see
 //! `run::shard`): a job that finished early (`limit`) is not diluted by the rest of the run.
 
+pub mod served;
+
 use std::fmt::Write as _;
 
 use hdrhistogram::Histogram;
@@ -56,6 +58,10 @@ pub struct JobReport {
     /// Where the requests landed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alignment: Option<AlignmentReport>,
+    /// Served by the disk, for the whole run in this job's direction (device counters cannot
+    /// tell jobs apart; see [`served`]). Absent for cpu and unlink jobs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub served: Option<served::RunServed>,
 }
 
 /// Latency percentiles, integer µs (HDR histogram, 3 significant digits).
@@ -84,6 +90,9 @@ pub struct Latencies {
 pub struct Stats {
     /// Requests completed.
     pub total_requests: u64,
+    /// Bytes those requests moved (I/O jobs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_bytes: Option<u64>,
     /// Seconds requests spent in the disk, summed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub io_queue_total_exec_sec: Option<f64>,
@@ -164,6 +173,7 @@ impl JobReport {
                 }),
                 Some(Stats {
                     total_requests: r.stats.requests,
+                    total_bytes: None,
                     io_queue_total_exec_sec: None,
                     io_queue_total_delay_sec: None,
                     io_queue_total_operations: None,
@@ -182,6 +192,7 @@ impl JobReport {
                 Some(lat_full()),
                 Some(Stats {
                     total_requests: r.stats.requests,
+                    total_bytes: Some(r.stats.bytes),
                     io_queue_total_exec_sec: Some(class.total_exec_sec),
                     io_queue_total_delay_sec: Some(class.total_delay_sec),
                     io_queue_total_operations: Some(class.operations),
@@ -221,6 +232,7 @@ impl JobReport {
             stats,
             alignment_sampled_every: sampled_every,
             alignment,
+            served: None,
         }
     }
 }
@@ -280,6 +292,9 @@ pub fn to_yaml(shards: &[ShardReport]) -> String {
             if let Some(st) = &j.stats {
                 let _ = writeln!(o, "    stats:");
                 let _ = writeln!(o, "      total_requests: {}", st.total_requests);
+                if let Some(b) = st.total_bytes {
+                    let _ = writeln!(o, "      total_bytes: {b}");
+                }
                 let floats = [
                     ("io_queue_total_exec_sec", st.io_queue_total_exec_sec),
                     ("io_queue_total_delay_sec", st.io_queue_total_delay_sec),
@@ -320,6 +335,17 @@ pub fn to_yaml(shards: &[ShardReport]) -> String {
                 }
                 if let Some(v) = st.file_size_overflows {
                     let _ = writeln!(o, "      file_size_overflows: {v}");
+                }
+            }
+            if let Some(s) = &j.served {
+                let _ = writeln!(
+                    o,
+                    "    served:  # by the disks; all {}s of the run together",
+                    s.direction
+                );
+                let text = serde_yaml::to_string(s).unwrap_or_default();
+                for line in text.lines().filter(|l| *l != "---") {
+                    let _ = writeln!(o, "      {line}");
                 }
             }
             if let Some(n) = j.alignment_sampled_every {

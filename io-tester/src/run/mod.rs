@@ -15,6 +15,7 @@ use scheduler::alignment::{AlignmentParams, AlignmentTracer};
 use scheduler::engine::{EngineKind, Ring, MAX_IN_FLIGHT};
 use scheduler::io_queue::{BandwidthLimit, ClassConfig, ClassId, GroupId, IoGroup};
 use scheduler::ring_queue::RingQueue;
+use scheduler::topology::{BlockDevice, CounterSnapshot};
 
 use crate::report::{JobReport, ShardReport};
 use crate::workload::job::{Job, JobKind};
@@ -56,10 +57,25 @@ pub struct Settings {
     /// Thin out alignment tracing when it gets costly (no `--trace-sample`); see
     /// [`shard::TraceSampling`].
     pub adaptive_tracing: bool,
+    /// The devices whose counters account for the storage's I/O (the topology's counted
+    /// devices; empty without a block device).
+    pub counted_devices: Vec<BlockDevice>,
 }
 
-/// Runs every shard and returns their reports in shard order.
-pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Vec<ShardReport>> {
+/// What a run measured: each shard's report, and the counted devices' counters when every
+/// shard had prepared its files (just before the first request) and after the last one finished.
+pub struct RunResult {
+    /// Shard reports in shard order.
+    pub shards: Vec<ShardReport>,
+    /// Counters before the first request (file preparation excluded).
+    pub before: CounterSnapshot,
+    /// Counters after every shard drained and closed its files.
+    pub after: CounterSnapshot,
+}
+
+/// Runs every shard and returns their reports in shard order, with the devices' counters
+/// around the run.
+pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<RunResult> {
     let n = settings.smp;
     // A class's bandwidth limit holds for the class as a whole: one bucket shared by its shards.
     let mut limits = Limits::new();
@@ -71,14 +87,22 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Vec<ShardReport>> {
         }
     }
     let barrier = Barrier::new(n as usize);
+    let sysfs = std::path::Path::new(scheduler::topology::SYSFS_ROOT);
+    let devices: Vec<&BlockDevice> = settings.counted_devices.iter().collect();
+    // Read by the barrier's leader once every shard prepared its files, before any starts.
+    let before = std::sync::Mutex::new(CounterSnapshot::default());
+    let snapshot = || {
+        let s = CounterSnapshot::read(sysfs, &devices);
+        *before.lock().unwrap_or_else(|p| p.into_inner()) = s;
+    };
     let results: Vec<Result<ShardReport>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..n)
             .map(|shard| {
-                let (limits, barrier) = (&limits, &barrier);
+                let (limits, barrier, snapshot) = (&limits, &barrier, &snapshot);
                 std::thread::Builder::new()
                     .name(format!("shard-{shard}"))
                     .spawn_scoped(scope, move || {
-                        let r = run_shard(settings, shard, limits, barrier, stop);
+                        let r = run_shard(settings, shard, limits, barrier, snapshot, stop);
                         if r.is_err() {
                             // Let the other shards stop early too.
                             stop.store(true, Ordering::Relaxed);
@@ -110,9 +134,14 @@ pub fn run(settings: &Settings, stop: &AtomicBool) -> Result<Vec<ShardReport>> {
             Err(e) => return Err(e),
         }
     }
+    let after = CounterSnapshot::read(sysfs, &devices);
     match first_stopped {
         Some(e) => Err(e),
-        None => Ok(reports),
+        None => Ok(RunResult {
+            shards: reports,
+            before: before.into_inner().unwrap_or_else(|p| p.into_inner()),
+            after,
+        }),
     }
 }
 
@@ -125,6 +154,7 @@ fn run_shard(
     shard: u32,
     limits: &Limits,
     barrier: &Barrier,
+    snapshot: &(dyn Fn() + Sync),
     stop: &AtomicBool,
 ) -> Result<ShardReport> {
     let mine: Vec<(usize, &Job)> = settings
@@ -156,6 +186,11 @@ fn run_shard(
     if prepared.is_err() {
         // The other shards must not start the run.
         stop.store(true, Ordering::Relaxed);
+    }
+    // Everyone prepared: one shard reads the device counters while the others wait, so that
+    // they count the run's I/O and not the files' preparation.
+    if barrier.wait().is_leader() {
+        snapshot();
     }
     barrier.wait();
     let (mut files, slots, slot_size) = prepared?;

@@ -50,18 +50,28 @@ pub fn block_device_from_sysfs(
     })?;
     let mut warnings = Vec::new();
     let device = read_node(&dir, 0, &mut warnings)?;
-    let mut unique: Vec<TopologyWarning> = Vec::with_capacity(warnings.len());
+    Ok((device, unique(warnings)))
+}
+
+/// `warnings` without repeats (a disk reached twice warns once), in first-seen order.
+pub(crate) fn unique(warnings: Vec<TopologyWarning>) -> Vec<TopologyWarning> {
+    let mut out: Vec<TopologyWarning> = Vec::with_capacity(warnings.len());
     for w in warnings {
-        if !unique.contains(&w) {
-            unique.push(w);
+        if !out.contains(&w) {
+            out.push(w);
         }
     }
-    Ok((device, unique))
+    out
+}
+
+/// The (major, minor) in the `dev` file of the device directory `dir`.
+pub(crate) fn read_dev(dir: &Path) -> Result<(u32, u32), TopologyError> {
+    read_attr(dir, "dev", sysfs::parse_dev)
 }
 
 /// Follows `path` through symlinks (relative ones resolved against the
 /// link's directory, lexically) and checks that it ends at a directory.
-fn resolve_dir(path: &Path) -> io::Result<PathBuf> {
+pub(crate) fn resolve_dir(path: &Path) -> io::Result<PathBuf> {
     let mut current = normalize(path);
     for _ in 0..MAX_LINKS {
         let meta = fs::symlink_metadata(&current)?;
@@ -169,7 +179,7 @@ fn read_or<T>(
 }
 
 /// Builds the node at sysfs directory `dir` (already resolved).
-fn read_node(
+pub(crate) fn read_node(
     dir: &Path,
     depth: usize,
     warnings: &mut Vec<TopologyWarning>,
@@ -291,13 +301,29 @@ fn read_slaves(
     depth: usize,
     warnings: &mut Vec<TopologyWarning>,
 ) -> Result<Vec<BlockDevice>, TopologyError> {
-    let slaves_dir = dir.join("slaves");
-    let entries = match fs::read_dir(&slaves_dir) {
+    let Some(targets) = linked_dirs(&dir.join("slaves"))? else {
+        return Ok(Vec::new());
+    };
+    targets
+        .iter()
+        .map(|target| read_node(target, depth + 1, warnings))
+        .collect()
+}
+
+/// The entries of `dir`, a sysfs directory of links (`slaves/`, btrfs `devices/`), sorted by
+/// name, each resolved to the directory it leads to; `Ok(None)` when `dir` does not exist.
+///
+/// # Errors
+///
+/// [`TopologyError::ReadDir`] naming `dir` when it cannot be listed, or the entry that does
+/// not lead to a directory.
+pub(crate) fn linked_dirs(dir: &Path) -> Result<Option<Vec<PathBuf>>, TopologyError> {
+    let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(source) => {
             return Err(TopologyError::ReadDir {
-                path: slaves_dir,
+                path: dir.to_owned(),
                 source,
             })
         }
@@ -305,21 +331,17 @@ fn read_slaves(
     let mut paths = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|source| TopologyError::ReadDir {
-            path: slaves_dir.clone(),
+            path: dir.to_owned(),
             source,
         })?;
         paths.push(entry.path());
     }
     paths.sort();
-    let mut slaves = Vec::with_capacity(paths.len());
-    for path in paths {
-        let target = resolve_dir(&path).map_err(|source| TopologyError::ReadDir {
-            path: path.clone(),
-            source,
-        })?;
-        slaves.push(read_node(&target, depth + 1, warnings)?);
-    }
-    Ok(slaves)
+    paths
+        .into_iter()
+        .map(|path| resolve_dir(&path).map_err(|source| TopologyError::ReadDir { path, source }))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 /// Reads `dir/queue/`. Warnings about missing optional attributes are only

@@ -38,12 +38,21 @@ pub struct FilesystemInfo {
     /// `statx` `stx_dio_offset_align`: required alignment of O_DIRECT file
     /// offsets and lengths, bytes. `None` as for `dio_mem_align`.
     pub dio_offset_align: Option<u32>,
+    /// `statfs` `f_fsid` as its two 32-bit words (`val[0]`, `val[1]`); `[0, 0]` when the
+    /// filesystem gives none. btrfs derives it from its UUID, which is how its members are
+    /// found in sysfs (see [`btrfs_fsid_matches`](super::btrfs::fsid_matches)).
+    pub fsid: [u32; 2],
     /// `st_dev` of the directory as (major, minor).
     pub st_dev: (u32, u32),
+    /// The source of the mount holding the directory, from `/proc/self/mountinfo` (e.g.
+    /// "/dev/vda", "tmpfs", "overlay", "server:/export", "pool/dataset"); `None` when
+    /// mountinfo cannot be read or has no mount for the directory.
+    pub mount_source: Option<String>,
     /// The block device holding the filesystem as (major, minor): `st_dev`
     /// when its major is not 0, otherwise (btrfs and other filesystems with
     /// anonymous device numbers) the block device named as the mount's source
     /// in `/proc/self/mountinfo`, if any. `None` for tmpfs, overlayfs, NFS, ...
+    /// For btrfs this is only one member; [`Topology`](super::Topology) lists all.
     pub block_device: Option<(u32, u32)>,
 }
 
@@ -71,7 +80,7 @@ impl FilesystemInfo {
             path: directory.clone(),
             source,
         })?;
-        let (magic, fs_block_size) =
+        let (magic, fs_block_size, fsid) =
             statfs_path(&directory).map_err(|source| TopologyError::Statfs {
                 path: directory.clone(),
                 source,
@@ -81,10 +90,11 @@ impl FilesystemInfo {
             None => (None, None),
         };
         let st_dev = split_dev(meta.dev());
+        let mount_source = mount_source(&directory);
         let block_device = if st_dev.0 != 0 {
             Some(st_dev)
         } else {
-            mount_source_device(&directory)
+            mount_source.as_deref().and_then(block_device_at)
         };
         Ok(FilesystemInfo {
             directory,
@@ -93,7 +103,9 @@ impl FilesystemInfo {
             fs_block_size,
             dio_mem_align,
             dio_offset_align,
+            fsid,
             st_dev,
+            mount_source,
             block_device,
         })
     }
@@ -164,9 +176,9 @@ pub fn fs_type_name(magic: u64) -> String {
     name.to_owned()
 }
 
-/// `statfs(2)` on `path`: (`f_type` magic, `f_bsize` in bytes).
+/// `statfs(2)` on `path`: (`f_type` magic, `f_bsize` in bytes, `f_fsid` words).
 #[allow(unsafe_code)]
-fn statfs_path(path: &Path) -> io::Result<(u64, u64)> {
+fn statfs_path(path: &Path) -> io::Result<(u64, u64, [u32; 2])> {
     let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
     let mut buf = std::mem::MaybeUninit::<libc::statfs>::uninit();
@@ -183,7 +195,16 @@ fn statfs_path(path: &Path) -> io::Result<(u64, u64)> {
     let magic = (buf.f_type as i64 as u64) & 0xffff_ffff;
     #[allow(clippy::unnecessary_cast)]
     let bsize = buf.f_bsize as u64;
-    Ok((magic, bsize))
+    // SAFETY: `fsid_t` is the C `struct { int __val[2]; }` (its fields are private in the libc
+    // crate): reading it as two C ints reads exactly its bytes, and any bits are valid ints.
+    let words = unsafe {
+        std::ptr::addr_of!(buf.f_fsid)
+            .cast::<[libc::c_int; 2]>()
+            .read_unaligned()
+    };
+    // The kernel fills the words as u32; the C type is int.
+    let fsid = words.map(|w| w as u32);
+    Ok((magic, bsize, fsid))
 }
 
 /// (`stx_dio_mem_align`, `stx_dio_offset_align`) of a fresh `O_TMPFILE` file
@@ -305,17 +326,20 @@ pub fn mount_containing<'a>(mounts: &'a [MountInfo], dir: &Path) -> Option<&'a M
     best
 }
 
-/// The block device named as the source of the mount holding `dir` in
-/// `/proc/self/mountinfo`, for filesystems whose `st_dev` is anonymous
-/// (btrfs). `None` when the source is not a block device node.
-fn mount_source_device(dir: &Path) -> Option<(u32, u32)> {
+/// The source of the mount holding `dir` in `/proc/self/mountinfo`.
+fn mount_source(dir: &Path) -> Option<String> {
     let text = fs::read_to_string("/proc/self/mountinfo").ok()?;
     let mounts: Vec<MountInfo> = text.lines().filter_map(parse_mountinfo_line).collect();
-    let mount = mount_containing(&mounts, dir)?;
-    if !mount.source.starts_with('/') {
+    Some(mount_containing(&mounts, dir)?.source.clone())
+}
+
+/// The device number of `source` when it is a block device node (the mount source of a
+/// filesystem whose `st_dev` is anonymous, e.g. btrfs); `None` otherwise.
+fn block_device_at(source: &str) -> Option<(u32, u32)> {
+    if !source.starts_with('/') {
         return None;
     }
-    let meta = fs::metadata(&mount.source).ok()?;
+    let meta = fs::metadata(source).ok()?;
     if !meta.file_type().is_block_device() {
         return None;
     }

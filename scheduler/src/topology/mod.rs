@@ -11,8 +11,14 @@
 //! The work is split in two independently testable halves:
 //!
 //! - [`FilesystemInfo::probe`] asks the real system about a directory
-//!   (`stat`, `statfs`, `statx`, mountpoint);
-//! - [`block_device_from_sysfs`] reads a device tree from any sysfs root.
+//!   (`stat`, `statfs`, `statx`, mountpoint, mount source);
+//! - [`block_device_from_sysfs`] reads a device tree from any sysfs root, and
+//!   [`btrfs::find`] / [`btrfs::read`] the members of a btrfs filesystem
+//!   (`fs/btrfs/<fsid>/devices/`), which has no block device of its own.
+//!
+//! [`Topology::coverage`] says whether the devices found are all the devices
+//! the data can reach: only then can their counters ([`DeviceCounters`])
+//! prove a figure came from the disk ([`served`]).
 //!
 //! [`Topology::from_filesystem`] joins them; [`Topology::for_directory`] does
 //! both against `/sys`.
@@ -27,9 +33,11 @@
 //! # Ok::<(), scheduler::topology::TopologyError>(())
 //! ```
 
+pub mod btrfs;
 mod device;
 mod error;
 pub mod fs;
+pub mod served;
 pub mod stat;
 pub mod sysfs;
 mod warning;
@@ -41,7 +49,8 @@ use serde::Serialize;
 pub use device::block_device_from_sysfs;
 pub use error::TopologyError;
 pub use fs::{mountpoint_of, FilesystemInfo};
-pub use stat::DeviceCounters;
+pub use served::{Coverage, Served, ServedInput, Verdict};
+pub use stat::{CounterSnapshot, DeviceCounters, DeviceDelta};
 pub use sysfs::WriteCache;
 pub use warning::TopologyWarning;
 
@@ -62,15 +71,18 @@ pub struct BlockDevice {
     /// Kernel name, the last component of its sysfs directory, e.g.
     /// "nvme0n1", "nvme0n1p1", "md0", "dm-0", "vda".
     pub name: String,
-    /// (major, minor), from the node's `dev` file.
+    /// (major, minor), from the node's `dev` file; for a btrfs filesystem node,
+    /// the filesystem's anonymous `st_dev` (it has no `dev` file).
     pub dev: (u32, u32),
     /// What kind of node this is.
     pub kind: DeviceKind,
     /// Request-queue limits from this node's `queue/` directory; for a
-    /// partition, a copy of its disk's.
+    /// partition, a copy of its disk's; for a btrfs filesystem node, the
+    /// largest block sizes of its members (the other limits `None`).
     pub queue: QueueLimits,
     /// Components of an md, dm or other stacked device (from `slaves/`,
-    /// recursively, sorted by name); empty for disks and partitions.
+    /// recursively, sorted by name), or the members of a btrfs filesystem
+    /// (from `fs/btrfs/<fsid>/devices/`); empty for disks and partitions.
     pub slaves: Vec<BlockDevice>,
     /// For a partition: the whole disk it belongs to (its parent sysfs
     /// directory). `None` for every other kind.
@@ -110,6 +122,17 @@ pub enum DeviceKind {
     Dm,
     /// A stacked device with `slaves/` that is neither md nor dm.
     Other,
+    /// A btrfs filesystem spanning its member devices (`slaves`): not a block
+    /// device, the node stands for `/sys/fs/btrfs/<fsid>/`.
+    Btrfs {
+        /// The filesystem UUID, the name of its directory under `/sys/fs/btrfs`.
+        fsid: String,
+        /// Block-group profiles holding data ("raid0", "raid1", "single", ..;
+        /// more than one while converting), from `allocation/data/`.
+        data_profiles: Vec<String>,
+        /// Block-group profiles holding metadata, from `allocation/metadata/`.
+        metadata_profiles: Vec<String>,
+    },
 }
 
 /// Request-queue limits of a block device, from its sysfs `queue/` directory.
@@ -149,12 +172,74 @@ pub struct QueueLimits {
 
 impl BlockDevice {
     /// The leaf disks of this node, without duplicates (by `dev`): a
-    /// partition resolves to its disk's leaves, a stacked device to its
-    /// components' leaves, anything else is its own leaf.
+    /// partition resolves to its disk's leaves, a stacked device (or btrfs
+    /// filesystem) to its components' leaves, anything else is its own leaf.
     pub fn leaves(&self) -> Vec<&BlockDevice> {
         let mut out = Vec::new();
         self.collect_leaves(&mut out);
         out
+    }
+
+    /// The devices whose I/O counters (`stat`) account for this node's I/O,
+    /// without duplicates: the leaves, except that a partition of a leaf disk
+    /// counts itself rather than its whole disk (so I/O on the disk's other
+    /// partitions is not counted). Partitions of stacked devices resolve
+    /// through them to their leaves.
+    pub fn counted(&self) -> Vec<&BlockDevice> {
+        let mut out = Vec::new();
+        self.collect_counted(&mut out);
+        out
+    }
+
+    fn collect_counted<'a>(&'a self, out: &mut Vec<&'a BlockDevice>) {
+        match &self.parent {
+            Some(disk) if !disk.slaves.is_empty() => disk.collect_counted(out),
+            _ if !self.slaves.is_empty() => {
+                for slave in &self.slaves {
+                    slave.collect_counted(out);
+                }
+            }
+            _ => {
+                if !out.iter().any(|d| d.dev == self.dev) {
+                    out.push(self);
+                }
+            }
+        }
+    }
+
+    /// Copies of each written byte this node keeps on its leaves: 1 for a
+    /// disk or partition; for md RAID1 the sum over its components, for md
+    /// RAID10 twice the components' (the default near-2 layout); for a btrfs
+    /// filesystem its data profile's copies (the largest while converting)
+    /// times its members'; for anything else (RAID0, linear, parity RAID,
+    /// dm) the largest of its components'. Parity and metadata are not
+    /// counted: they are extra I/O that the served check may report.
+    pub fn write_copies(&self) -> u32 {
+        let inner = self
+            .slaves
+            .iter()
+            .map(BlockDevice::write_copies)
+            .max()
+            .unwrap_or(1);
+        match &self.kind {
+            DeviceKind::Partition => self.parent.as_ref().map_or(1, |d| d.write_copies()),
+            DeviceKind::Md { level, .. } if level == "raid1" => self
+                .slaves
+                .iter()
+                .map(BlockDevice::write_copies)
+                .sum::<u32>()
+                .max(1),
+            DeviceKind::Md { level, .. } if level == "raid10" => 2 * inner,
+            DeviceKind::Btrfs { data_profiles, .. } => {
+                let copies = data_profiles
+                    .iter()
+                    .filter_map(|p| btrfs::profile_copies(p))
+                    .max()
+                    .unwrap_or(1);
+                copies * inner
+            }
+            _ => inner,
+        }
     }
 
     fn collect_leaves<'a>(&'a self, out: &mut Vec<&'a BlockDevice>) {
@@ -189,10 +274,14 @@ pub struct Topology {
     /// `statx` `STATX_DIOALIGN` file offset/length alignment for O_DIRECT,
     /// bytes; `None` when not reported.
     pub dio_offset_align: Option<u32>,
-    /// The block device holding the filesystem; `None` when it has none
-    /// (tmpfs, overlayfs, NFS: `st_dev` major 0 and no block device as mount
-    /// source).
+    /// The block device holding the filesystem (for btrfs, a
+    /// [`DeviceKind::Btrfs`] node over its members); `None` when it has none
+    /// (tmpfs, overlayfs, FUSE, NFS, ZFS: `st_dev` major 0 and no block device
+    /// as mount source).
     pub device: Option<BlockDevice>,
+    /// Whether `device` covers every device the filesystem's data can reach,
+    /// so that their counters can vouch for a measurement ([`served`]).
+    pub coverage: Coverage,
     /// Non-fatal findings, to be shown to the user.
     pub warnings: Vec<TopologyWarning>,
 }
@@ -226,25 +315,79 @@ impl Topology {
     }
 
     /// Joins an already probed (or hand-made) [`FilesystemInfo`] with the
-    /// device tree of its `block_device` read from `sysfs_root`. This is the
-    /// sysfs half, testable on fixture trees with any device number. Without a
-    /// block device, sysfs is not read and the topology carries a
-    /// [`TopologyWarning::NoBlockDevice`].
+    /// device tree under it read from `sysfs_root`. This is the sysfs half,
+    /// testable on fixture trees with any device number.
+    ///
+    /// - btrfs: the filesystem is looked up under `fs/btrfs/` ([`btrfs::find`])
+    ///   and all its members become the leaves; when it cannot be found, the
+    ///   mount source alone is used, with coverage [`Coverage::Partial`] and a
+    ///   [`TopologyWarning::DevicesMayBeMissing`].
+    /// - `st_dev` a block device: its tree, coverage [`Coverage::Complete`].
+    /// - `st_dev` anonymous but the mount source a block device: that device,
+    ///   coverage [`Coverage::Partial`] (the filesystem may use others too).
+    /// - no block device: sysfs is not read, coverage [`Coverage::None`] and a
+    ///   [`TopologyWarning::NoBlockDevice`] naming what could not be found.
     ///
     /// # Errors
     ///
-    /// Those of [`block_device_from_sysfs`].
+    /// Those of [`block_device_from_sysfs`], [`btrfs::find`] and [`btrfs::read`].
     pub fn from_filesystem(
         fs: FilesystemInfo,
         sysfs_root: &Path,
     ) -> Result<Topology, TopologyError> {
-        let Some(dev) = fs.block_device else {
+        let st_dev = format!("{}:{}", fs.st_dev.0, fs.st_dev.1);
+        let source = fs.mount_source.clone().unwrap_or_else(|| "unknown".into());
+        let is_btrfs = fs.fs_type == "btrfs";
+        let btrfs_dir = if is_btrfs {
+            btrfs::find(sysfs_root, fs.fsid, fs.block_device)?
+        } else {
+            None
+        };
+        let (device, warnings, coverage) = if let Some(dir) = btrfs_dir {
+            let (device, warnings) = btrfs::read(&dir, fs.st_dev)?;
+            (device, warnings, Coverage::Complete)
+        } else if let Some(dev) = fs.block_device {
+            let (device, mut warnings) = block_device_from_sysfs(sysfs_root, dev)?;
+            let coverage = if fs.st_dev.0 != 0 && !is_btrfs {
+                Coverage::Complete
+            } else {
+                let why = if is_btrfs {
+                    format!(
+                        "btrfs is not listed under {} (kernel before 3.14, or sysfs not \
+                         mounted), so only its mount source {} was found",
+                        sysfs_root.join("fs/btrfs").display(),
+                        device.name
+                    )
+                } else {
+                    format!(
+                        "{} has no block device of its own (st_dev {st_dev}), so only its \
+                         mount source {} was found",
+                        fs.fs_type, device.name
+                    )
+                };
+                warnings.push(TopologyWarning::DevicesMayBeMissing {
+                    fs_type: fs.fs_type.clone(),
+                    found: device.name.clone(),
+                    reason: why.clone(),
+                });
+                Coverage::Partial {
+                    reason: format!("{why}: other devices of the filesystem may be missing"),
+                }
+            };
+            (device, warnings, coverage)
+        } else {
             let warning = TopologyWarning::NoBlockDevice {
                 fs_type: fs.fs_type.clone(),
+                st_dev: st_dev.clone(),
+                source: source.clone(),
             };
-            return Ok(Topology::without_device_with(fs, warning));
+            let reason = format!(
+                "{} has no block device (st_dev {st_dev} is anonymous and the mount source \
+                 {source:?} is not a block device), so the disk(s) under it could not be found",
+                fs.fs_type
+            );
+            return Ok(Topology::without_device_with(fs, warning, reason));
         };
-        let (device, warnings) = block_device_from_sysfs(sysfs_root, dev)?;
         let mut topology = Topology {
             directory: fs.directory,
             mountpoint: fs.mountpoint,
@@ -253,6 +396,7 @@ impl Topology {
             dio_mem_align: fs.dio_mem_align,
             dio_offset_align: fs.dio_offset_align,
             device: Some(device),
+            coverage,
             warnings,
         };
         let physical = topology.physical_block_size();
@@ -271,14 +415,21 @@ impl Topology {
     /// A topology without a device, for when sysfs could not be read
     /// ([`TopologyError::is_sysfs`]): the filesystem facts are kept, `device`
     /// is `None`, and `error` becomes a [`TopologyWarning::SysfsUnreadable`].
+    /// Coverage is [`Coverage::None`].
     pub fn without_device(fs: FilesystemInfo, error: &TopologyError) -> Topology {
+        let reason = error.chain();
         let warning = TopologyWarning::SysfsUnreadable {
-            reason: error.chain(),
+            reason: reason.clone(),
         };
-        Topology::without_device_with(fs, warning)
+        let reason = format!("the block device could not be read from sysfs ({reason})");
+        Topology::without_device_with(fs, warning, reason)
     }
 
-    fn without_device_with(fs: FilesystemInfo, warning: TopologyWarning) -> Topology {
+    fn without_device_with(
+        fs: FilesystemInfo,
+        warning: TopologyWarning,
+        reason: String,
+    ) -> Topology {
         Topology {
             directory: fs.directory,
             mountpoint: fs.mountpoint,
@@ -287,6 +438,7 @@ impl Topology {
             dio_mem_align: fs.dio_mem_align,
             dio_offset_align: fs.dio_offset_align,
             device: None,
+            coverage: Coverage::None { reason },
             warnings: vec![warning],
         }
     }
@@ -299,6 +451,45 @@ impl Topology {
             .as_ref()
             .map(BlockDevice::leaves)
             .unwrap_or_default()
+    }
+
+    /// The devices whose `stat` counters account for the filesystem's I/O
+    /// ([`BlockDevice::counted`]): the leaves, with a partition of a plain
+    /// disk counted as itself. Empty when there is no device.
+    pub fn counted_devices(&self) -> Vec<&BlockDevice> {
+        self.device
+            .as_ref()
+            .map(BlockDevice::counted)
+            .unwrap_or_default()
+    }
+
+    /// Copies of each written byte the device stack keeps
+    /// ([`BlockDevice::write_copies`]); 1 when there is no device.
+    pub fn write_copies(&self) -> u32 {
+        self.device.as_ref().map_or(1, BlockDevice::write_copies)
+    }
+
+    /// The smallest request the filesystem is known to do directly, bytes:
+    /// the largest of the physical block size, the `statx` DIO offset
+    /// alignment and — when `statx` does not report it (btrfs, older kernels)
+    /// — the filesystem block size. Smaller O_DIRECT requests may be served
+    /// through the page cache (btrfs) or cost a read-modify-write; this is
+    /// the default random request size.
+    pub fn direct_io_size(&self) -> u64 {
+        self.physical_block_size().max(self.direct_io_alignment())
+    }
+
+    /// The alignment (and smallest size) of O_DIRECT requests the filesystem
+    /// is known to do directly, bytes: the `statx` DIO offset alignment or,
+    /// when `statx` does not report it, the filesystem block size; never below
+    /// the logical block size. Probes of smaller requests (physical block
+    /// detection, saturation length) would measure the filesystem's fallback.
+    pub fn direct_io_alignment(&self) -> u64 {
+        let floor = match self.dio_offset_align {
+            Some(align) => u64::from(align),
+            None => self.fs_block_size,
+        };
+        self.logical_block_size().max(floor).max(MIN_IO_SIZE)
     }
 
     /// Sum of the leaves' `queue/nr_requests` (the reference's in-flight

@@ -57,11 +57,31 @@ pub enum TopologyWarning {
         /// The error, with its causes.
         reason: String,
     },
-    /// The filesystem has no block device (tmpfs, overlayfs, network
-    /// filesystems): device limits are unknown and defaults are used.
+    /// The filesystem has no block device (tmpfs, overlayfs, FUSE, NFS, ZFS):
+    /// the disks under it could not be found, so device limits are unknown
+    /// (defaults are used) and no device counters can confirm that a figure
+    /// came from a disk: measurements are unverified.
     NoBlockDevice {
         /// Filesystem type, e.g. "tmpfs".
         fs_type: String,
+        /// `st_dev` of the directory, "MAJ:MIN" (major 0: anonymous).
+        st_dev: String,
+        /// The mount source from mountinfo, e.g. "tmpfs", "overlay",
+        /// "server:/export", "pool/dataset" ("unknown" when unreadable).
+        source: String,
+    },
+    /// Only some of the filesystem's devices could be found (a btrfs not
+    /// listed in sysfs, or another filesystem with an anonymous `st_dev`
+    /// whose mount source is a block device): queue depth and device counters
+    /// cover what was found, and a figure the found devices did not serve
+    /// cannot be told from one served by a missing device.
+    DevicesMayBeMissing {
+        /// Filesystem type, e.g. "btrfs".
+        fs_type: String,
+        /// The device that was found (kernel name).
+        found: String,
+        /// Why the others could not be found.
+        reason: String,
     },
     /// The block device could not be read from sysfs at all; the topology was
     /// built without it (see [`Topology::without_device`](super::Topology::without_device)).
@@ -140,12 +160,28 @@ impl fmt::Display for TopologyWarning {
                 "sysfs attribute {attribute} of {device} cannot be used ({reason}); it is \
                  treated as missing and a default is used"
             ),
-            TopologyWarning::NoBlockDevice { fs_type } => write!(
+            TopologyWarning::NoBlockDevice {
+                fs_type,
+                st_dev,
+                source,
+            } => write!(
                 f,
-                "filesystem {fs_type} has no block device: queue depth, block sizes and \
-                 scheduler are unknown, so defaults are used (4096-byte physical blocks, \
-                 guessed in-flight bound); evaluate a directory on the real device to \
-                 calibrate it"
+                "filesystem {fs_type} has no block device: its st_dev {st_dev} is anonymous and \
+                 its mount source {source:?} is not a block device, so the disk(s) under it \
+                 could not be found; no device counters can confirm that the disk served the \
+                 figures, so they are unverified, and queue depth, block sizes and scheduler \
+                 are unknown, so defaults are used (4096-byte physical blocks, guessed \
+                 in-flight bound); evaluate a directory on the real device to calibrate it"
+            ),
+            TopologyWarning::DevicesMayBeMissing {
+                fs_type,
+                found,
+                reason,
+            } => write!(
+                f,
+                "{reason}: other devices of this {fs_type} filesystem may be missing, so the \
+                 queue depth and device counters cover {found} only; a figure {found} did not \
+                 serve is reported as unverified rather than as cached"
             ),
             TopologyWarning::SysfsUnreadable { reason } => write!(
                 f,
