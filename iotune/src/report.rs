@@ -1,8 +1,6 @@
 //! The JSON report (`--report FILE`): one serde struct, written atomically after every phase
 //! so an aborted run keeps what it measured.
 
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -310,31 +308,10 @@ fn phase_deviation(pattern: Pattern, per_shard: &[ShardFigures], results: &[JobR
     }
 }
 
-/// Writes `bytes` to `path` atomically: a temp file in the same directory, then rename. A
-/// failure leaves neither a partial file nor the temp file behind.
+/// Writes `bytes` to `path` atomically (the library's one writer: temp file, fsync, rename,
+/// directory fsync, mode kept). A failure leaves neither a partial file nor the temp file.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".iotune-")
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
-    // Readable like any config file (tempfile creates 0600), or the mode of the file replaced:
-    // a service user must be able to read what root wrote for it.
-    let mode = std::fs::metadata(path)
-        .map(|m| m.permissions().mode() & 0o7777)
-        .unwrap_or(0o644);
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("cannot set the mode of {}", path.display()))?;
-    tmp.write_all(bytes)
-        .and_then(|_| tmp.as_file().sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    scheduler::atomic_file::write_atomically(path, bytes)?;
     Ok(())
 }
 

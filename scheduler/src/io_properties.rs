@@ -18,10 +18,9 @@
 //! then validated by hand, so that every error names the file, the entry (`disks[N]`) and the key.
 
 use std::fmt::{self, Write as _};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write as _};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_yaml::{Mapping, Value};
 
@@ -822,17 +821,23 @@ impl IoProperties {
         out
     }
 
-    /// Writes [`IoProperties::to_yaml`] to `path` atomically: a temporary file is created in the
-    /// same directory, written, fsynced and renamed over `path`, then the directory is fsynced.
-    /// Readers see either the old file or the complete new one, never a partial file; the
-    /// temporary file is removed on error.
+    /// Writes [`IoProperties::to_yaml`] to `path` atomically (see
+    /// [`crate::atomic_file::write_atomically`]): readers see either the old file or the
+    /// complete new one, never a partial file, and no temporary file is left on error.
     ///
     /// # Errors
     ///
     /// [`PropertiesError::Io`] naming the step and path that failed (e.g. the directory does
     /// not exist, or `path` has no file name).
+    #[cfg(feature = "harness")]
     pub fn write_atomically(&self, path: &Path) -> Result<(), PropertiesError> {
-        write_file_atomically(path, self.to_yaml().as_bytes())
+        crate::atomic_file::write_atomically(path, self.to_yaml().as_bytes()).map_err(|e| {
+            PropertiesError::Io {
+                action: e.action,
+                path: e.path,
+                source: e.source,
+            }
+        })
     }
 }
 
@@ -897,73 +902,6 @@ fn yaml_path(path: &Path) -> String {
     }
     quoted.push('"');
     quoted
-}
-
-/// Distinguishes temporary files created by concurrent writers in one process.
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-fn write_file_atomically(path: &Path, contents: &[u8]) -> Result<(), PropertiesError> {
-    let io_err = |action, path: &Path, source| PropertiesError::Io {
-        action,
-        path: path.to_owned(),
-        source,
-    };
-    let name = path.file_name().ok_or_else(|| {
-        io_err(
-            "write",
-            path,
-            io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"),
-        )
-    })?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let (temp_path, file) =
-        create_temp(dir, name).map_err(|e| io_err("create a temporary file in", dir, e))?;
-    let result = fill_and_sync(file, contents)
-        .map_err(|e| io_err("write", &temp_path, e))
-        .and_then(|()| {
-            fs::rename(&temp_path, path).map_err(|e| io_err("rename into place", path, e))
-        });
-    if result.is_err() {
-        let _ = fs::remove_file(&temp_path);
-    }
-    result?;
-    sync_dir(dir).map_err(|e| io_err("sync directory", dir, e))
-}
-
-/// Creates `.NAME.tmp.PID.N` next to the target, never reusing an existing file.
-fn create_temp(dir: &Path, name: &std::ffi::OsStr) -> io::Result<(PathBuf, File)> {
-    loop {
-        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let mut temp_name = std::ffi::OsString::from(".");
-        temp_name.push(name);
-        temp_name.push(format!(".tmp.{}.{n}", std::process::id()));
-        let temp_path = dir.join(temp_name);
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp_path)
-        {
-            Ok(file) => return Ok((temp_path, file)),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-fn fill_and_sync(mut file: File, contents: &[u8]) -> io::Result<()> {
-    file.write_all(contents)?;
-    file.sync_all()
-}
-
-/// Makes the rename durable. Filesystems that cannot fsync a directory (EINVAL) are tolerated.
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    match File::open(dir).and_then(|d| d.sync_all()) {
-        Err(e) if e.kind() == io::ErrorKind::InvalidInput => Ok(()),
-        other => other,
-    }
 }
 
 #[cfg(test)]

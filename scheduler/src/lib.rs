@@ -27,6 +27,7 @@
 //!   - `ring_queue`: the queue driven over the engine's ring (io-tester's fibers).
 //!   - `topology`: directory → mountpoint → block devices → leaf disks, from sysfs.
 //!   - `alignment`: where requests land on the disk (FIEMAP), read-modify-write shares.
+//!   - `atomic_file`: the one atomic file writer (io-properties, reports).
 //!
 //! The math modules never import the engine; only the harness touches the kernel.
 //!
@@ -95,6 +96,8 @@ pub mod token_bucket;
 
 #[cfg(feature = "harness")]
 pub mod alignment;
+#[cfg(feature = "harness")]
+pub mod atomic_file;
 #[cfg(feature = "harness")]
 #[allow(unsafe_code)]
 pub mod engine;
