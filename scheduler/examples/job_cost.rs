@@ -1,7 +1,8 @@
 //! What the closed-loop job (the one iotune measures with) delivers and costs: random O_DIRECT
 //! reads or writes on a fully written file, one shard, per round IOPS, CPU seconds per million
 //! requests (every thread of the job: the shard thread and, for the threads engine, its
-//! workers) and completion latency percentiles.
+//! workers; in total as the job reports it, and the user-space part of the whole process) and
+//! completion latency percentiles.
 //!
 //! Made to compare two builds of the engine: run the old and the new binary alternately on the
 //! same file and compare medians (see bench/job-before-after.sh).
@@ -17,6 +18,17 @@ use scheduler::engine::{self, EngineKind, JobSpec, Pattern, TestFile};
 use scheduler::Direction;
 
 const FILE: u64 = 256 << 20;
+
+/// User CPU time of the whole process so far (every thread, ended ones included).
+fn process_user_cpu() -> Duration {
+    // SAFETY: getrusage fills the zeroed struct; RUSAGE_SELF is always valid.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    Duration::new(ru.ru_utime.tv_sec as u64, ru.ru_utime.tv_usec as u32 * 1000)
+}
 
 fn fill(kind: EngineKind, f: &TestFile) {
     let mut measure = Duration::from_millis(500);
@@ -68,6 +80,7 @@ fn main() {
             ramp: Duration::from_millis(200),
             measure: secs,
         };
+        let user0 = process_user_cpu();
         let r = engine::run_job(
             kind,
             f.fd(),
@@ -76,14 +89,16 @@ fn main() {
             &AtomicBool::new(false),
         )
         .expect("job");
+        let user = process_user_cpu().saturating_sub(user0);
         let all = (r.requests + r.ramp_requests).max(1) as f64;
         let q = |p: f64| r.latency_ns.value_at_quantile(p) as f64 / 1e3;
         // One line per round, whitespace-separated, for scripts.
         println!(
-            "round {} iops {:.0} cpu_s_per_m {:.3} p50_us {:.1} p99_us {:.1} p999_us {:.1} registered {}",
+            "round {} iops {:.0} cpu_s_per_m {:.3} user_s_per_m {:.3} p50_us {:.1} p99_us {:.1} p999_us {:.1} registered {}",
             round + 1,
             r.iops(),
             r.cpu.as_secs_f64() / (all / 1e6),
+            user.as_secs_f64() / (all / 1e6),
             q(0.5),
             q(0.99),
             q(0.999),
