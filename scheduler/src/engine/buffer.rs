@@ -19,6 +19,9 @@ use std::ptr::NonNull;
 /// A registered (fixed) buffer keeps one segment per page even where pages happen to be
 /// contiguous, so it is only used for large requests when huge pages back the arena
 /// ([`BufferArena::registrable`]).
+///
+/// The arena hands out raw slot pointers only; who may touch which slot when is up to its
+/// owner (`Ring` tracks the requests in flight per slot and stamps only idle slots).
 pub struct BufferArena {
     ptr: NonNull<u8>,
     layout: Layout,
@@ -80,6 +83,7 @@ impl BufferArena {
     }
 
     /// Whether transparent huge pages were requested for the arena (and THP is not disabled).
+    #[cfg(test)]
     pub fn huge_pages(&self) -> bool {
         self.huge
     }
@@ -122,10 +126,12 @@ impl BufferArena {
     /// bytes of every 4 KiB block, so neither compression nor deduplication in the device can
     /// flatter the result (the rest of the slot stays random).
     ///
+    /// `Ring::stamp` is the checked way to call it.
+    ///
     /// # Safety
     ///
     /// Slot `i` must not be in flight, and no other thread may use it meanwhile.
-    pub unsafe fn stamp(&self, i: usize, sequence: u64, offset: u64) {
+    pub(crate) unsafe fn stamp(&self, i: usize, sequence: u64, offset: u64) {
         let base = self.slot_ptr(i);
         let mut block = 0;
         while block + 16 <= self.slot_size {

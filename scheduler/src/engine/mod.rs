@@ -26,7 +26,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-pub use buffer::BufferArena;
 pub use file::{available_space, TestFile};
 pub use job::{Direction, JobResult, JobSpec, Pattern, SecondSample};
 pub use ring::{Ring, RingCompletion, RingRequest, MAX_IOVECS};
@@ -140,6 +139,14 @@ pub enum EngineError {
     /// The job makes no sense (zero depth, request larger than the region, ...).
     #[error("invalid job: {0}")]
     InvalidJob(String),
+    /// A ring slot was to be written (stamped) while requests on it were in flight.
+    #[error("buffer slot {slot} has {in_flight} request(s) in flight")]
+    SlotBusy {
+        /// The slot.
+        slot: usize,
+        /// Requests pushed on it and not yet reaped.
+        in_flight: usize,
+    },
     /// The stop flag was raised (Ctrl-C); in-flight requests were drained first.
     #[error("interrupted")]
     Interrupted,
@@ -442,8 +449,8 @@ pub fn fill(
         while next < end && first_error.is_none() {
             let Some(slot) = free.pop() else { break };
             sequence += 1;
-            // SAFETY: `slot` came off the free list: no request uses it.
-            unsafe { ring.stamp(slot, sequence, next) };
+            // `slot` came off the free list: its last write was reaped, so this cannot fail.
+            ring.stamp(slot, sequence, next)?;
             let req = RingRequest {
                 direction: Direction::Write,
                 file: 0,
