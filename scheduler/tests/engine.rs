@@ -377,3 +377,40 @@ fn more_requests_than_slots_keep_their_user_data() {
         assert_eq!(complete_all(&mut ring), vec![(2, 8192)], "{kind}");
     }
 }
+
+#[test]
+fn closed_loop_writes_carry_unique_stamps() {
+    let d = tempfile::tempdir().unwrap();
+    for kind in kinds() {
+        for (size, depth) in [(4096u64, 8usize), (1 << 20, 3)] {
+            let f = TestFile::create_unlinked(d.path(), 16 * MIB).unwrap();
+            let stop = AtomicBool::new(false);
+            let mut j = job(Direction::Write, Pattern::Sequential, size, depth, 16 * MIB);
+            j.ramp = Duration::ZERO;
+            j.measure = Duration::from_millis(400);
+            let r = engine::run_shards(kind, &[ShardPlan { file: &f, job: j }], &stop, &mut |_| {})
+                .unwrap()
+                .remove(0);
+            assert!(r.requests > 0);
+            // Every 4 KiB block written carries its own offset in its header, and no two
+            // requests share a sequence number: nothing a device could compress or dedupe.
+            let end = r.written_end.min(16 * MIB);
+            let mut sequences = std::collections::HashSet::new();
+            let mut block = 0;
+            while block < end {
+                let [seq, off] = block_header(&f, block);
+                assert_eq!(off, block, "{kind} size {size}: block at {block}");
+                if block % size == 0 {
+                    sequences.insert(seq);
+                }
+                block += 4096;
+            }
+            let requests = end.div_ceil(size);
+            assert!(
+                sequences.len() as u64 == requests,
+                "{kind} size {size}: {} sequence numbers for {requests} requests",
+                sequences.len()
+            );
+        }
+    }
+}

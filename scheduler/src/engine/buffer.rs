@@ -6,16 +6,21 @@ use std::alloc::{alloc, dealloc, Layout};
 const HUGE_PAGE: usize = 2 << 20;
 use std::ptr::NonNull;
 
+/// Largest request that stays far below any device segment limit over 4 KiB pages (16 pages);
+/// slots larger than this get a huge-page arena.
+const SMALL_REQUEST: usize = 64 << 10;
+
 /// One contiguous, aligned allocation cut into `count` slots of `slot_size` bytes.
 ///
 /// O_DIRECT needs the memory address aligned to the device's DIO memory alignment (statx
 /// `stx_dio_mem_align`, at most a page in practice); we align to at least 4096 bytes. The arena
 /// is allocated with `std::alloc` and freed in `Drop`.
 ///
-/// Arenas of 2 MiB or more are 2 MiB-aligned and advised for transparent huge pages: a large
-/// request over scattered 4 KiB pages needs one device segment per page, and a 1 MiB request
-/// (256 pages) then exceeds a typical `max_segments` (254 on virtio, 127 to 255 on NVMe) and
-/// reaches the disk split in two, so the tool would measure smaller requests than it claims.
+/// Arenas of 2 MiB or more, and arenas whose slots exceed 64 KiB, are 2 MiB-aligned, rounded
+/// up to whole 2 MiB and advised for transparent huge pages: a large request over scattered
+/// 4 KiB pages needs one device segment per page, and a 1 MiB request (256 pages) then exceeds
+/// a typical `max_segments` (254 on virtio, 127 to 255 on NVMe) and reaches the disk split in
+/// two, so the tool would measure smaller requests than it claims.
 /// A registered (fixed) buffer keeps one segment per page even where pages happen to be
 /// contiguous, so it is only used for large requests when huge pages back the arena
 /// ([`BufferArena::registrable`]).
@@ -40,11 +45,11 @@ impl BufferArena {
     /// Allocates `count` slots of `slot_size` bytes aligned to `align` (a power of two, raised to
     /// at least 4096), filled with incompressible pseudo-random bytes from `seed`.
     ///
-    /// Returns `None` when the size overflows or the allocator refuses.
+    /// Returns `None` when the size or alignment overflows or the allocator refuses.
     pub fn new_random(count: usize, slot_size: usize, align: usize, seed: u64) -> Option<Self> {
-        let mut align = align.max(4096).next_power_of_two();
+        let mut align = align.max(4096).checked_next_power_of_two()?;
         let mut size = count.checked_mul(slot_size)?.max(align);
-        if size >= HUGE_PAGE {
+        if size >= HUGE_PAGE || slot_size > SMALL_REQUEST {
             align = align.max(HUGE_PAGE);
             size = size.checked_next_multiple_of(HUGE_PAGE)?;
         }
@@ -91,7 +96,7 @@ impl BufferArena {
     /// Whether registering the arena with io_uring keeps `request_size`-byte requests whole:
     /// requests up to 64 KiB (16 pages, far below any segment limit), or a huge-page arena.
     pub fn registrable(&self, request_size: usize) -> bool {
-        request_size <= 64 << 10 || self.huge
+        request_size <= SMALL_REQUEST || self.huge
     }
 
     /// Size of one slot, bytes.
@@ -256,5 +261,18 @@ mod tests {
         // Small arenas stay on small pages and register only for small requests.
         let small = BufferArena::new_random(128, 4096, 4096, 3).unwrap();
         assert!(!small.huge_pages() && small.registrable(4096) && !small.registrable(1 << 20));
+        // One slot for a large request (a thread of the threads engine) is huge-backed too,
+        // rounded up to a whole huge page.
+        let one = BufferArena::new_random(1, 1 << 20, 4096, 3).unwrap();
+        assert_eq!(one.slot_ptr(0) as usize % HUGE_PAGE, 0, "2 MiB-aligned");
+        assert!(one.huge_pages() && one.registrable(1 << 20));
+        let huge = huge_bytes_at(one.slot_ptr(0) as usize).expect("arena mapping in smaps");
+        assert!(
+            huge >= 1 << 20,
+            "only {huge} bytes of the slot are in huge pages"
+        );
+        // Sizes or alignments that overflow are refused, not a panic.
+        assert!(BufferArena::new_random(1, 4096, usize::MAX, 5).is_none());
+        assert!(BufferArena::new_random(usize::MAX, 4096, 4096, 5).is_none());
     }
 }

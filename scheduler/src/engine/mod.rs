@@ -1,23 +1,26 @@
 //! The I/O engine: one thread per shard, each keeping a fixed number of O_DIRECT requests in
 //! flight on its own file.
 //!
-//! Two back ends share the offset generation and accounting ([`JobSpec`], [`JobResult`]):
+//! Everything submits through [`Ring`], which has two back ends:
 //! - [`EngineKind::Uring`]: one io_uring per shard thread, submissions and completions batched
 //!   per `io_uring_enter`, registered file and buffers; no allocation, lock or extra syscall per
 //!   request.
-//! - [`EngineKind::Threads`]: `in_flight` threads per shard doing blocking `pread`/`pwrite`;
-//!   for when io_uring is forbidden (seccomp, `kernel.io_uring_disabled`).
+//! - [`EngineKind::Threads`]: blocking `pread`/`pwrite` in threads; for when io_uring is
+//!   forbidden (seccomp, `kernel.io_uring_disabled`).
+//!
+//! The closed-loop job ([`JobSpec`] → [`JobResult`], [`run_shards`]) is one loop over a ring,
+//! whichever the back end.
 //!
 //! Completion latency goes into an HDR histogram (ns); completions are also counted per whole
 //! second of the measured window, so callers can judge how steady a run was.
 
 mod buffer;
+mod closed_loop;
 pub mod fiemap;
 mod file;
 mod job;
 mod ring;
 pub mod rng;
-mod threads;
 mod uring;
 
 use std::io;
@@ -28,7 +31,7 @@ use std::time::{Duration, Instant};
 
 pub use file::{available_space, TestFile};
 pub use job::{Direction, JobResult, JobSpec, Pattern, SecondSample};
-pub use ring::{Ring, RingCompletion, RingRequest, MAX_IOVECS};
+pub use ring::{Ring, RingBuilder, RingCompletion, RingRequest, MAX_IOVECS};
 pub use uring::probe as probe_uring;
 
 /// Which back end submits the requests.
@@ -294,7 +297,7 @@ pub fn run_shards_until(
     results.into_iter().collect()
 }
 
-/// Runs one job on the calling thread.
+/// Runs one job on the calling thread (the threads engine starts its threads from it).
 pub fn run_job(
     kind: EngineKind,
     fd: RawFd,
@@ -314,10 +317,7 @@ fn run_job_live(
     live: &Live,
 ) -> Result<JobResult, EngineError> {
     validate(job)?;
-    match kind {
-        EngineKind::Uring => uring::run_job(fd, job, seed, stop, live),
-        EngineKind::Threads => threads::run_job(fd, job, seed, stop, live),
-    }
+    closed_loop::run_job(kind, fd, job, seed, stop, live)
 }
 
 fn validate(job: &JobSpec) -> Result<(), EngineError> {
@@ -329,6 +329,12 @@ fn validate(job: &JobSpec) -> Result<(), EngineError> {
     if job.request_size == 0 || job.request_size % 512 != 0 {
         return Err(EngineError::InvalidJob(format!(
             "request size {} is not a multiple of 512 bytes",
+            job.request_size
+        )));
+    }
+    if job.request_size > u64::from(u32::MAX) {
+        return Err(EngineError::InvalidJob(format!(
+            "request size {} exceeds 4 GiB",
             job.request_size
         )));
     }
@@ -436,6 +442,9 @@ pub fn fill(
     stop: &AtomicBool,
 ) -> Result<(), EngineError> {
     let depth = depth.max(1);
+    let req_len = u32::try_from(request_size).map_err(|_| {
+        EngineError::InvalidJob(format!("request size {request_size} exceeds 4 GiB"))
+    })?;
     let mut ring = Ring::new(kind, depth, request_size, &[file.fd()])?;
     let end = start + len;
     let mut next = start;
@@ -457,7 +466,7 @@ pub fn fill(
                 offset: next,
                 slot,
                 slot_offset: 0,
-                len: request_size as u32,
+                len: req_len,
                 user_data: (slot as u64) << 48 | next,
                 rw_flags: 0,
                 iovecs: 0,
@@ -469,7 +478,7 @@ pub fn fill(
         ring.reap(|c| {
             let slot = (c.user_data >> 48) as usize;
             let offset = c.user_data & ((1 << 48) - 1);
-            if let Some(e) = uring::check(c.result, request_size, offset, true) {
+            if let Some(e) = closed_loop::check(c.result, request_size, offset, true) {
                 first_error.get_or_insert(e);
             }
             free.push(slot);

@@ -1,5 +1,5 @@
-//! A per-shard submission/completion interface for callers that decide request by request
-//! (the scheduler's I/O queue, io-tester's fibers), as opposed to the closed-loop jobs.
+//! A per-shard submission/completion interface: the closed-loop jobs, the scheduler's I/O
+//! queue and io-tester's fibers all submit through it.
 //!
 //! Requests name a buffer slot of the ring's own arena, so the API is safe: the ring keeps the
 //! memory alive, dropping the ring first waits for every in-flight request, and the ring counts
@@ -60,6 +60,100 @@ pub struct RingCompletion {
     pub result: i32,
 }
 
+/// How to build a [`Ring`] (see [`Ring::builder`]); [`Ring::new`] is the short form with the
+/// defaults.
+#[derive(Clone, Debug)]
+pub struct RingBuilder {
+    kind: EngineKind,
+    slots: usize,
+    slot_size: usize,
+    files: Vec<RawFd>,
+    seed: Option<u64>,
+}
+
+impl RingBuilder {
+    /// Buffer slots, which bound the requests in flight (default 1; 0 is taken as 1).
+    pub fn slots(mut self, slots: usize) -> Self {
+        self.slots = slots;
+        self
+    }
+
+    /// Bytes per slot (default 4096).
+    pub fn slot_size(mut self, bytes: usize) -> Self {
+        self.slot_size = bytes;
+        self
+    }
+
+    /// Files the requests may name, by index (default none).
+    pub fn files(mut self, files: &[RawFd]) -> Self {
+        self.files = files.to_vec();
+        self
+    }
+
+    /// Seed of the buffers' random contents (default: one that differs between runs).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Creates the ring. The threads back end starts `slots` worker threads doing blocking
+    /// `pread`/`pwrite`.
+    pub fn build(self) -> Result<Ring, EngineError> {
+        let bufs = self.arena()?;
+        let slots = bufs.count();
+        let backend = match self.kind {
+            EngineKind::Uring => {
+                let ring = build_ring(slots as u32)
+                    .map_err(|source| EngineError::UringUnavailable { source })?;
+                let fixed_files = ring.submitter().register_files(&self.files).is_ok();
+                // SAFETY: the arena is owned by this Ring (Arc) and outlives the io_uring: `Drop`
+                // drains every request, then the `backend` field (the io_uring) is dropped before
+                // the `bufs` field.
+                let fixed_bufs = bufs.registrable(self.slot_size)
+                    && unsafe { ring.submitter().register_buffers(&[bufs.iovec()]) }.is_ok();
+                Backend::Uring {
+                    ring,
+                    fixed_files,
+                    fixed_bufs,
+                    tags: Tags::new(slots),
+                }
+            }
+            EngineKind::Threads => thread_pool(&bufs)?,
+        };
+        Ok(Ring::with(backend, bufs, self.files))
+    }
+
+    /// A ring whose requests are performed with blocking `pread`/`pwrite` on the calling
+    /// thread, inside [`Ring::submit_and_wait`]: the threads engine of the closed-loop jobs,
+    /// which run one such ring of one slot per thread, so that a completion is seen and the
+    /// next request issued without a hand-over between threads.
+    pub(crate) fn build_blocking(self) -> Result<Ring, EngineError> {
+        let bufs = self.arena()?;
+        let backend = Backend::Blocking {
+            pending: Vec::with_capacity(bufs.count()),
+            ready: Vec::with_capacity(bufs.count()),
+        };
+        Ok(Ring::with(backend, bufs, self.files))
+    }
+
+    fn arena(&self) -> Result<Arc<BufferArena>, EngineError> {
+        let slots = self.slots.max(1);
+        if self.slot_size == 0 || u32::try_from(slots).is_err() {
+            return Err(EngineError::InvalidJob(format!(
+                "a ring needs slots of at least one byte and fewer than 2^32 of them, not {slots} \
+                 of {} bytes",
+                self.slot_size
+            )));
+        }
+        let seed = self.seed.unwrap_or_else(|| super::rng::seed_for(slots));
+        BufferArena::new_random(slots, self.slot_size, 4096, seed)
+            .map(Arc::new)
+            .ok_or(EngineError::Alloc {
+                bytes: slots.saturating_mul(self.slot_size),
+            })
+    }
+}
+
 /// Per-shard request interface over io_uring, or over worker threads when io_uring is
 /// unavailable.
 pub struct Ring {
@@ -71,7 +165,7 @@ pub struct Ring {
     /// Requests in flight per slot: pushed and not yet reaped. While a slot's count is not
     /// zero, the kernel or a worker thread may access its memory.
     busy: Vec<u32>,
-    /// When the last `submit_and_wait`/`reap` returned: the completion time of what it reaped.
+    /// The time given to the last `reap_at` (or read by `reap`).
     last_reap: Instant,
     /// `MAX_IOVECS` iovecs per slot for vectored requests, allocated on first use and never
     /// resized, so the kernel may read them until the request completes.
@@ -108,6 +202,11 @@ enum Backend {
         /// Completions received while waiting, handed out by `reap`.
         ready: VecDeque<Done>,
         workers: Vec<std::thread::JoinHandle<()>>,
+    },
+    /// Blocking calls on the calling thread, made by `submit_and_wait`.
+    Blocking {
+        pending: Vec<(RingRequest, RawFd)>,
+        ready: Vec<Done>,
     },
 }
 
@@ -209,25 +308,10 @@ fn thread_pool(bufs: &Arc<BufferArena>) -> Result<Backend, EngineError> {
     })
 }
 
-/// The ring's arena: `slots` (at least 1) slots of `slot_size` bytes, random from `seed`.
-fn arena(slots: usize, slot_size: usize, seed: u64) -> Result<Arc<BufferArena>, EngineError> {
-    let slots = slots.max(1);
-    if slot_size == 0 || u32::try_from(slots).is_err() {
-        return Err(EngineError::InvalidJob(format!(
-            "a ring needs slots of at least one byte and fewer than 2^32 of them, not {slots} of \
-             {slot_size} bytes"
-        )));
-    }
-    BufferArena::new_random(slots, slot_size, 4096, seed)
-        .map(Arc::new)
-        .ok_or(EngineError::Alloc {
-            bytes: slots.saturating_mul(slot_size),
-        })
-}
-
 impl Ring {
     /// Creates a ring with `slots` buffer slots of `slot_size` bytes (random, incompressible
-    /// contents) for requests on `files`; at most `slots` requests are in flight.
+    /// contents, 4096-byte aligned) for requests on `files`; at most `slots` requests are in
+    /// flight. [`Ring::builder`] sets the seed too.
     ///
     /// The threads back end starts `slots` worker threads doing blocking `pread`/`pwrite`.
     pub fn new(
@@ -236,33 +320,32 @@ impl Ring {
         slot_size: usize,
         files: &[RawFd],
     ) -> Result<Ring, EngineError> {
-        let bufs = arena(slots, slot_size, super::rng::seed_for(slots.max(1)))?;
-        let backend = match kind {
-            EngineKind::Uring => {
-                let ring = build_ring(bufs.count() as u32)
-                    .map_err(|source| EngineError::UringUnavailable { source })?;
-                let fixed_files = ring.submitter().register_files(files).is_ok();
-                // SAFETY: the arena is owned by this Ring (Arc) and outlives the io_uring: `Drop`
-                // drains every request, then the `backend` field (the io_uring) is dropped before
-                // the `bufs` field.
-                let fixed_bufs = bufs.registrable(slot_size)
-                    && unsafe { ring.submitter().register_buffers(&[bufs.iovec()]) }.is_ok();
-                Backend::Uring {
-                    ring,
-                    fixed_files,
-                    fixed_bufs,
-                    tags: Tags::new(bufs.count()),
-                }
-            }
-            EngineKind::Threads => thread_pool(&bufs)?,
-        };
-        Ok(Ring::with(backend, bufs, files.to_vec()))
+        Ring::builder(kind)
+            .slots(slots)
+            .slot_size(slot_size)
+            .files(files)
+            .build()
+    }
+
+    /// A builder for a ring of `kind`: one 4096-byte slot, no files.
+    pub fn builder(kind: EngineKind) -> RingBuilder {
+        RingBuilder {
+            kind,
+            slots: 1,
+            slot_size: 4096,
+            files: Vec::new(),
+            seed: None,
+        }
     }
 
     /// A ring whose requests complete at once with their full length, without any I/O or
     /// syscall: for measuring what the scheduler itself costs per request.
     pub fn null(slots: usize, slot_size: usize, files: usize) -> Result<Ring, EngineError> {
-        let bufs = arena(slots, slot_size, 1)?;
+        let bufs = Ring::builder(EngineKind::Threads)
+            .slots(slots)
+            .slot_size(slot_size)
+            .seed(1)
+            .arena()?;
         let backend = Backend::Null {
             done: VecDeque::with_capacity(bufs.count() * 2),
         };
@@ -304,6 +387,20 @@ impl Ring {
     /// Files the ring was created with.
     pub fn file_count(&self) -> usize {
         self.files.len()
+    }
+
+    /// Whether requests go out with a registered file and registered buffers (io_uring, when
+    /// the kernel took both; buffers for requests over 64 KiB only when huge pages back them,
+    /// so that such requests reach the disk whole).
+    pub fn registered(&self) -> bool {
+        matches!(
+            self.backend,
+            Backend::Uring {
+                fixed_files: true,
+                fixed_bufs: true,
+                ..
+            }
+        )
     }
 
     /// Makes a write slot's data unique: stamps `(sequence, offset)` into the first 16 bytes of
@@ -386,6 +483,7 @@ impl Ring {
                     return Err(EngineError::InvalidJob("worker threads are gone".into()));
                 }
             }
+            Backend::Blocking { pending, .. } => pending.push((req, fd)),
         }
         self.busy[req.slot] = busy;
         self.in_flight += 1;
@@ -401,11 +499,27 @@ impl Ring {
     /// As [`Ring::submit_and_wait`], but returns after `timeout` even if fewer completions
     /// arrived (io_uring's extended-argument wait, Linux 5.11+; older kernels wait without a
     /// timeout).
+    #[inline]
     pub fn submit_and_wait_timeout(
         &mut self,
         want: usize,
         timeout: Option<Duration>,
     ) -> Result<(), EngineError> {
+        if let Backend::Blocking { pending, ready } = &mut self.backend {
+            for (req, fd) in pending.drain(..) {
+                ready.push(Done {
+                    user_data: req.user_data,
+                    result: blocking_io(&self.bufs, &req, fd),
+                    slot: req.slot as u32,
+                });
+            }
+            return Ok(());
+        }
+        self.wait(want, timeout)
+    }
+
+    /// [`Ring::submit_and_wait_timeout`] for the back ends that wait.
+    fn wait(&mut self, want: usize, timeout: Option<Duration>) -> Result<(), EngineError> {
         let want = want.min(self.in_flight);
         match &mut self.backend {
             Backend::Uring { ring, .. } => loop {
@@ -464,12 +578,19 @@ impl Ring {
                 }
                 Ok(())
             }
-            Backend::Null { .. } => Ok(()),
+            Backend::Null { .. } | Backend::Blocking { .. } => Ok(()),
         }
     }
 
-    /// Calls `f` for every available completion and returns how many there were.
-    pub fn reap(&mut self, mut f: impl FnMut(RingCompletion)) -> usize {
+    /// Calls `f` for every available completion and returns how many there were. Reads the
+    /// clock once (see [`Ring::last_reap`]).
+    pub fn reap(&mut self, f: impl FnMut(RingCompletion)) -> usize {
+        self.reap_at(Instant::now(), f)
+    }
+
+    /// As [`Ring::reap`], with `now` (read by the caller just before) as the reap time: for
+    /// callers that already read the clock for the batch.
+    pub fn reap_at(&mut self, now: Instant, mut f: impl FnMut(RingCompletion)) -> usize {
         let busy = &mut self.busy;
         let mut n = 0;
         let mut done = |d: Done| {
@@ -508,13 +629,20 @@ impl Ring {
                     done(d);
                 }
             }
+            Backend::Blocking { ready, .. } => {
+                for d in ready.drain(..) {
+                    done(d);
+                }
+            }
         }
         self.in_flight -= n;
-        self.last_reap = Instant::now();
+        self.last_reap = now;
         n
     }
 
-    /// When the last reap returned (one clock read per batch, as the closed-loop engine does).
+    /// When the last reap happened: the time given to [`Ring::reap_at`], or read by
+    /// [`Ring::reap`] before it handed out the completions (the completion time of what it
+    /// reaped, one clock read per batch).
     pub fn last_reap(&self) -> Instant {
         self.last_reap
     }
@@ -616,7 +744,7 @@ fn vectored(
 
 /// The submission entry for `req` on descriptor `fd` (or registered file `req.file`) with the
 /// buffer at `ptr`.
-pub(crate) fn sqe(
+fn sqe(
     req: RingRequest,
     fd: RawFd,
     ptr: *mut u8,
@@ -654,55 +782,71 @@ pub(crate) fn sqe(
     e.user_data(req.user_data)
 }
 
+/// Performs `req` on `fd` with a blocking call, retried when a signal interrupts it; returns
+/// the bytes transferred or `-errno`.
 fn blocking_io(bufs: &BufferArena, req: &RingRequest, fd: RawFd) -> i32 {
-    // SAFETY: `push` checked the range is inside the slot, and the caller does not touch the
-    // slot until this completion is reaped.
-    let n = unsafe {
-        let ptr = bufs.slot_ptr(req.slot).add(req.slot_offset);
-        if req.iovecs > 1 {
-            let n = req.iovecs as usize;
-            let piece = req.len as usize / n;
-            let mut iov = [libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
-            }; MAX_IOVECS as usize];
-            for (i, v) in iov.iter_mut().take(n).enumerate() {
-                *v = libc::iovec {
-                    iov_base: ptr.add(i * piece).cast(),
-                    iov_len: piece,
-                };
-            }
-            let r = match req.direction {
-                Direction::Read => {
-                    libc::preadv(fd, iov.as_ptr(), n as i32, req.offset as libc::off_t)
-                }
-                Direction::Write => {
-                    libc::pwritev(fd, iov.as_ptr(), n as i32, req.offset as libc::off_t)
-                }
-            };
-            return if r < 0 {
-                -io::Error::last_os_error()
-                    .raw_os_error()
-                    .unwrap_or(libc::EIO)
-            } else {
-                r as i32
-            };
-        }
-        match req.direction {
-            Direction::Read => {
-                libc::pread(fd, ptr.cast(), req.len as usize, req.offset as libc::off_t)
-            }
-            Direction::Write => {
-                libc::pwrite(fd, ptr.cast(), req.len as usize, req.offset as libc::off_t)
+    // SAFETY: `push` checked slot_offset + len <= slot size, so the range lies in the slot.
+    let ptr = unsafe { bufs.slot_ptr(req.slot).add(req.slot_offset) };
+    let (len, offset) = (req.len as usize, req.offset as libc::off_t);
+    if req.iovecs > 1 {
+        return blocking_vectored(ptr, req, fd);
+    }
+    retry_interrupted(|| {
+        // SAFETY: ptr..ptr + len lies in the slot (above), which the ring counts busy until this
+        // completion is reaped, so nothing else writes it meanwhile; the arena outlives the call.
+        unsafe {
+            match req.direction {
+                Direction::Read => libc::pread(fd, ptr.cast(), len, offset),
+                Direction::Write => libc::pwrite(fd, ptr.cast(), len, offset),
             }
         }
-    };
-    if n < 0 {
-        -io::Error::last_os_error()
+    })
+}
+
+/// [`blocking_io`] for a vectored request: `req.iovecs` equal pieces from `ptr`.
+#[inline(never)]
+fn blocking_vectored(ptr: *mut u8, req: &RingRequest, fd: RawFd) -> i32 {
+    let n = (req.iovecs as usize).min(MAX_IOVECS as usize);
+    let piece = req.len as usize / n;
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; MAX_IOVECS as usize];
+    for (i, v) in iov.iter_mut().take(n).enumerate() {
+        // SAFETY: i * piece < len, and ptr..ptr + len lies in the slot (checked by `push`).
+        let p = unsafe { ptr.add(i * piece) };
+        *v = libc::iovec {
+            iov_base: p.cast(),
+            iov_len: piece,
+        };
+    }
+    let offset = req.offset as libc::off_t;
+    retry_interrupted(|| {
+        // SAFETY: the iovecs point into the slot, busy until this completion is reaped (as in
+        // `blocking_io`); `iov` lives across the call.
+        unsafe {
+            match req.direction {
+                Direction::Read => libc::preadv(fd, iov.as_ptr(), n as i32, offset),
+                Direction::Write => libc::pwritev(fd, iov.as_ptr(), n as i32, offset),
+            }
+        }
+    })
+}
+
+/// Runs a syscall until a signal does not interrupt it: bytes transferred or `-errno`.
+#[inline]
+fn retry_interrupted(mut call: impl FnMut() -> isize) -> i32 {
+    loop {
+        let r = call();
+        if r >= 0 {
+            return r as i32;
+        }
+        let errno = io::Error::last_os_error()
             .raw_os_error()
-            .unwrap_or(libc::EIO)
-    } else {
-        n as i32
+            .unwrap_or(libc::EIO);
+        if errno != libc::EINTR {
+            return -errno;
+        }
     }
 }
 
