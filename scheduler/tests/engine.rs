@@ -379,6 +379,70 @@ fn more_requests_than_slots_keep_their_user_data() {
 }
 
 #[test]
+fn buffer_alignment_follows_what_the_caller_asks() {
+    use scheduler::engine::Ring;
+    let d = tempfile::tempdir().unwrap();
+    for kind in kinds() {
+        let f = TestFile::create_unlinked(d.path(), MIB).unwrap();
+        // Below a page: still page-aligned (a 4 KiB slot never straddles two pages).
+        for (asked, at_least) in [
+            (512, 4096),
+            (4096, 4096),
+            (8192, 8192),
+            (65536, 65536),
+            (3000, 4096),
+        ] {
+            let mut ring = Ring::builder(kind)
+                .slots(2)
+                .slot_size(64 << 10)
+                .files(&[f.fd()])
+                .buffer_align(asked)
+                .build()
+                .unwrap();
+            assert!(
+                ring.buffer_align() >= at_least,
+                "{kind}: asked {asked}, got {}",
+                ring.buffer_align()
+            );
+            assert!(ring.buffer_align().is_power_of_two());
+            ring.push(write_req(1, 0, 64 << 10, 0, 3)).unwrap();
+            assert_eq!(
+                complete_all(&mut ring),
+                vec![(3, 64 << 10)],
+                "{kind} align {asked}"
+            );
+        }
+        // Huge-page arenas stay 2 MiB-aligned whatever is asked.
+        let ring = Ring::builder(kind)
+            .slots(2)
+            .slot_size(1 << 20)
+            .buffer_align(512)
+            .build()
+            .unwrap();
+        assert!(ring.buffer_align() >= 2 << 20);
+        // An alignment no allocator can give is an error, not a panic.
+        let err = Ring::builder(kind).buffer_align(usize::MAX).build();
+        assert!(err.is_err(), "{kind}");
+        let err = Ring::builder(kind).slot_size(0).build();
+        assert!(err.is_err(), "{kind}");
+
+        // The closed-loop jobs take the alignment from the file.
+        let f = TestFile::create_unlinked(d.path(), 8 * MIB)
+            .unwrap()
+            .with_buffer_align(65536);
+        let stop = AtomicBool::new(false);
+        let mut j = job(Direction::Write, Pattern::Sequential, 64 << 10, 4, 8 * MIB);
+        j.measure = Duration::from_millis(300);
+        j.ramp = Duration::ZERO;
+        let r = engine::run_shards(kind, &[ShardPlan { file: &f, job: j }], &stop, &mut |_| {})
+            .unwrap()
+            .remove(0);
+        assert!(r.requests > 0, "{kind}");
+        assert!(engine::fill(kind, &f, 0, MIB, 128 << 10, 2, &stop).is_ok());
+    }
+}
+
+#[test]
 fn closed_loop_writes_carry_unique_stamps() {
     let d = tempfile::tempdir().unwrap();
     for kind in kinds() {

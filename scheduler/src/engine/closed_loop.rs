@@ -23,18 +23,19 @@ use super::job::{Direction, JobResult, JobSpec, Pattern, Recorder, Stream};
 use super::ring::{Ring, RingRequest};
 use super::{thread_cpu_time, EngineError, EngineKind, Live};
 
-/// Runs `job` on file `fd`.
+/// Runs `job` on file `fd` with buffers aligned to `align` bytes.
 pub(crate) fn run_job(
     kind: EngineKind,
     fd: RawFd,
     job: &JobSpec,
     seed: u64,
+    align: usize,
     stop: &AtomicBool,
     live: &Live,
 ) -> Result<JobResult, EngineError> {
     match kind {
-        EngineKind::Uring => uring_job(fd, job, seed, stop, live),
-        EngineKind::Threads => threads_job(fd, job, seed, stop, live),
+        EngineKind::Uring => uring_job(fd, job, seed, align, stop, live),
+        EngineKind::Threads => threads_job(fd, job, seed, align, stop, live),
     }
 }
 
@@ -50,6 +51,7 @@ fn uring_job(
     fd: RawFd,
     job: &JobSpec,
     seed: u64,
+    align: usize,
     stop: &AtomicBool,
     live: &Live,
 ) -> Result<JobResult, EngineError> {
@@ -57,6 +59,7 @@ fn uring_job(
         .slots(job.in_flight)
         .slot_size(job.request_size as usize)
         .files(&[fd])
+        .buffer_align(align)
         .seed(seed)
         .build()?;
     let cpu_start = thread_cpu_time();
@@ -80,6 +83,7 @@ fn threads_job(
     fd: RawFd,
     job: &JobSpec,
     seed: u64,
+    align: usize,
     stop: &AtomicBool,
     live: &Live,
 ) -> Result<JobResult, EngineError> {
@@ -108,6 +112,7 @@ fn threads_job(
                         let mut ring = Ring::builder(EngineKind::Threads)
                             .slot_size(job.request_size as usize)
                             .files(&[fd])
+                            .buffer_align(align)
                             .seed(worker_seed)
                             .build_blocking()?;
                         let cpu_start = thread_cpu_time();

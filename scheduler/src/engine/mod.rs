@@ -254,7 +254,8 @@ pub fn run_shards_until(
                         return Err(EngineError::Interrupted);
                     }
                     let seed = rng::seed_for(shard);
-                    run_job_live(kind, plan.file.fd(), &plan.job, seed, stop, live)
+                    let (fd, align) = (plan.file.fd(), plan.file.buffer_align());
+                    run_job_live(kind, fd, &plan.job, seed, align, stop, live)
                 });
             match spawned {
                 Ok(h) => handles.push(h),
@@ -297,7 +298,8 @@ pub fn run_shards_until(
     results.into_iter().collect()
 }
 
-/// Runs one job on the calling thread (the threads engine starts its threads from it).
+/// Runs one job on the calling thread (the threads engine starts its threads from it), with
+/// 4096-byte aligned buffers; [`run_shards`] takes the alignment from each [`TestFile`].
 pub fn run_job(
     kind: EngineKind,
     fd: RawFd,
@@ -305,7 +307,7 @@ pub fn run_job(
     seed: u64,
     stop: &AtomicBool,
 ) -> Result<JobResult, EngineError> {
-    run_job_live(kind, fd, job, seed, stop, &Live::default())
+    run_job_live(kind, fd, job, seed, 4096, stop, &Live::default())
 }
 
 fn run_job_live(
@@ -313,11 +315,12 @@ fn run_job_live(
     fd: RawFd,
     job: &JobSpec,
     seed: u64,
+    align: usize,
     stop: &AtomicBool,
     live: &Live,
 ) -> Result<JobResult, EngineError> {
     validate(job)?;
-    closed_loop::run_job(kind, fd, job, seed, stop, live)
+    closed_loop::run_job(kind, fd, job, seed, align, stop, live)
 }
 
 fn validate(job: &JobSpec) -> Result<(), EngineError> {
@@ -372,14 +375,13 @@ pub fn submission_check(
     size: usize,
 ) -> Result<Option<SubmissionCheck>, EngineError> {
     match kind {
-        EngineKind::Uring => uring::submission_check(file.fd(), count, size).map(
-            |(context_switches_per_write, would_block_share)| {
+        EngineKind::Uring => uring::submission_check(file.fd(), file.buffer_align(), count, size)
+            .map(|(context_switches_per_write, would_block_share)| {
                 Some(SubmissionCheck {
                     context_switches_per_write,
                     would_block_share,
                 })
-            },
-        ),
+            }),
         EngineKind::Threads => Ok(None),
     }
 }
@@ -445,7 +447,12 @@ pub fn fill(
     let req_len = u32::try_from(request_size).map_err(|_| {
         EngineError::InvalidJob(format!("request size {request_size} exceeds 4 GiB"))
     })?;
-    let mut ring = Ring::new(kind, depth, request_size, &[file.fd()])?;
+    let mut ring = Ring::builder(kind)
+        .slots(depth)
+        .slot_size(request_size)
+        .files(&[file.fd()])
+        .buffer_align(file.buffer_align())
+        .build()?;
     let end = start + len;
     let mut next = start;
     let mut free: Vec<usize> = (0..depth).collect();

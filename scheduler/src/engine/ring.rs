@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use io_uring::{opcode, squeue, types, IoUring};
 
-use super::buffer::BufferArena;
+use super::buffer::{BufferArena, MIN_ALIGN};
 use super::uring::build_ring;
 use super::{Direction, EngineError, EngineKind};
 
@@ -68,6 +68,7 @@ pub struct RingBuilder {
     slots: usize,
     slot_size: usize,
     files: Vec<RawFd>,
+    buffer_align: usize,
     seed: Option<u64>,
 }
 
@@ -87,6 +88,16 @@ impl RingBuilder {
     /// Files the requests may name, by index (default none).
     pub fn files(mut self, files: &[RawFd]) -> Self {
         self.files = files.to_vec();
+        self
+    }
+
+    /// Memory alignment of the buffer slots, bytes: the files' DIO memory alignment (statx
+    /// `stx_dio_mem_align`), raised to a power of two. Every slot starts at a multiple of it,
+    /// and the buffers as a whole are aligned to at least 4096 (one page, so that a slot whose
+    /// size is a multiple of a page never straddles an extra page; huge-page buffers to 2 MiB).
+    /// Default 4096.
+    pub fn buffer_align(mut self, bytes: usize) -> Self {
+        self.buffer_align = bytes;
         self
     }
 
@@ -146,7 +157,7 @@ impl RingBuilder {
             )));
         }
         let seed = self.seed.unwrap_or_else(|| super::rng::seed_for(slots));
-        BufferArena::new_random(slots, self.slot_size, 4096, seed)
+        BufferArena::new_random(slots, self.slot_size, self.buffer_align, seed)
             .map(Arc::new)
             .ok_or(EngineError::Alloc {
                 bytes: slots.saturating_mul(self.slot_size),
@@ -311,7 +322,7 @@ fn thread_pool(bufs: &Arc<BufferArena>) -> Result<Backend, EngineError> {
 impl Ring {
     /// Creates a ring with `slots` buffer slots of `slot_size` bytes (random, incompressible
     /// contents, 4096-byte aligned) for requests on `files`; at most `slots` requests are in
-    /// flight. [`Ring::builder`] sets the seed too.
+    /// flight. [`Ring::builder`] sets the alignment and the seed too.
     ///
     /// The threads back end starts `slots` worker threads doing blocking `pread`/`pwrite`.
     pub fn new(
@@ -327,13 +338,14 @@ impl Ring {
             .build()
     }
 
-    /// A builder for a ring of `kind`: one 4096-byte slot, no files.
+    /// A builder for a ring of `kind`: one 4096-byte slot, no files, 4096-byte alignment.
     pub fn builder(kind: EngineKind) -> RingBuilder {
         RingBuilder {
             kind,
             slots: 1,
             slot_size: 4096,
             files: Vec::new(),
+            buffer_align: MIN_ALIGN,
             seed: None,
         }
     }
@@ -372,6 +384,12 @@ impl Ring {
     /// Bytes per slot.
     pub fn slot_size(&self) -> usize {
         self.bufs.slot_size()
+    }
+
+    /// Memory alignment of the buffers as a whole, bytes (at least 4096, and at least what
+    /// [`RingBuilder::buffer_align`] asked, which every slot meets).
+    pub fn buffer_align(&self) -> usize {
+        self.bufs.align()
     }
 
     /// Requests pushed and not yet reaped.

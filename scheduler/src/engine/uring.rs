@@ -41,6 +41,7 @@ pub fn probe() -> Result<(), EngineError> {
 /// synchronously (extra latency per request) from one that does not.
 pub(crate) fn submission_check(
     fd: RawFd,
+    align: usize,
     count: usize,
     size: usize,
 ) -> Result<(f64, f64), EngineError> {
@@ -49,6 +50,7 @@ pub(crate) fn submission_check(
     let mut ring = Ring::builder(EngineKind::Uring)
         .slot_size(size)
         .files(&[fd])
+        .buffer_align(align)
         .seed(99)
         .build()?;
     let (mut switches, mut would_block) = (0u64, 0u64);
