@@ -186,10 +186,10 @@ fn threads_job(
 /// How often a loop adds its completions to the job's `Live` count.
 const PUBLISH_EVERY: Duration = Duration::from_millis(1);
 
-/// Where a slot's request went, and when it was pushed.
+/// Where a slot's request went, and when it was pushed (nanoseconds since the job's start).
 #[derive(Clone, Copy)]
 struct Armed {
-    submitted: Instant,
+    submitted_ns: u64,
     offset: u64,
 }
 
@@ -216,9 +216,10 @@ fn run_loop(
     let mut rec = Recorder::new(job, start);
     let mut end = rec.end();
     let mut now = Instant::now();
+    let mut now_ns = rec.ns(now);
     let mut armed = vec![
         Armed {
-            submitted: now,
+            submitted_ns: now_ns,
             offset: 0
         };
         ring.slots()
@@ -242,7 +243,7 @@ fn run_loop(
                 Ok(())
             };
             armed[slot] = Armed {
-                submitted: now,
+                submitted_ns: now_ns,
                 offset,
             };
             let pushed = stamped.and_then(|()| {
@@ -277,6 +278,9 @@ fn run_loop(
             || error.is_some()
             || signals.stop.load(Ordering::Relaxed)
             || signals.halt.load(Ordering::Relaxed);
+        // Where the batch falls in the job, once for all its completions.
+        let at = rec.moment(now);
+        now_ns = at.ns;
         ring.reap_at(now, |c| {
             let slot = c.user_data as usize;
             let Some(a) = armed.get(slot) else { return };
@@ -284,7 +288,7 @@ fn run_loop(
                 Some(e) => {
                     error.get_or_insert(e);
                 }
-                None => rec.complete(a.submitted, now, a.offset, write),
+                None => rec.complete_at(at, a.submitted_ns, a.offset, write),
             }
             if !stopping && error.is_none() {
                 free.push(slot);

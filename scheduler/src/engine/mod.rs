@@ -352,6 +352,13 @@ fn validate(job: &JobSpec) -> Result<(), EngineError> {
             "measured window must be longer than zero".into(),
         ));
     }
+    // A year is far beyond any run; past it the clock arithmetic could overflow.
+    const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+    if job.ramp > YEAR || job.measure > YEAR {
+        return Err(EngineError::InvalidJob(
+            "ramp and measured window must each be shorter than a year".into(),
+        ));
+    }
     Ok(())
 }
 

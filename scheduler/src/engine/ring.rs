@@ -456,7 +456,7 @@ impl Ring {
     ///
     /// Several requests may use one slot (the parts of a split request); the ring does not
     /// check that their byte ranges differ — overlapping ones only make the data meaningless.
-    #[inline]
+    #[inline(always)]
     pub fn push(&mut self, req: RingRequest) -> Result<(), EngineError> {
         // One iovec array per slot: a vectored request must own its slot (offset 0).
         let bad_iov = req.iovecs > MAX_IOVECS
@@ -510,6 +510,7 @@ impl Ring {
 
     /// Submits what was pushed and waits until at least `want` completions are available
     /// (0: do not wait). One `io_uring_enter` per call.
+    #[inline(always)]
     pub fn submit_and_wait(&mut self, want: usize) -> Result<(), EngineError> {
         self.submit_and_wait_timeout(want, None)
     }
@@ -517,14 +518,15 @@ impl Ring {
     /// As [`Ring::submit_and_wait`], but returns after `timeout` even if fewer completions
     /// arrived (io_uring's extended-argument wait, Linux 5.11+; older kernels wait without a
     /// timeout).
-    #[inline]
+    #[inline(always)]
     pub fn submit_and_wait_timeout(
         &mut self,
         want: usize,
         timeout: Option<Duration>,
     ) -> Result<(), EngineError> {
         if let Backend::Blocking { pending, ready } = &mut self.backend {
-            for (req, fd) in pending.drain(..) {
+            // Completion order is unspecified, as with the other back ends.
+            while let Some((req, fd)) = pending.pop() {
                 ready.push(Done {
                     user_data: req.user_data,
                     result: blocking_io(&self.bufs, &req, fd),
@@ -608,6 +610,7 @@ impl Ring {
 
     /// As [`Ring::reap`], with `now` (read by the caller just before) as the reap time: for
     /// callers that already read the clock for the batch.
+    #[inline(always)]
     pub fn reap_at(&mut self, now: Instant, mut f: impl FnMut(RingCompletion)) -> usize {
         let busy = &mut self.busy;
         let mut n = 0;
@@ -648,7 +651,7 @@ impl Ring {
                 }
             }
             Backend::Blocking { ready, .. } => {
-                for d in ready.drain(..) {
+                while let Some(d) = ready.pop() {
                     done(d);
                 }
             }
@@ -668,6 +671,7 @@ impl Ring {
 
 /// [`Ring::push`] for io_uring, after the checks: takes a tag, builds the entry and queues it
 /// (flushing the submission queue when it is full).
+#[inline(always)]
 fn push_uring(
     ring: &mut IoUring,
     (fixed_files, fixed_bufs): (bool, bool),
@@ -762,6 +766,7 @@ fn vectored(
 
 /// The submission entry for `req` on descriptor `fd` (or registered file `req.file`) with the
 /// buffer at `ptr`.
+#[inline(always)]
 fn sqe(
     req: RingRequest,
     fd: RawFd,
@@ -802,6 +807,7 @@ fn sqe(
 
 /// Performs `req` on `fd` with a blocking call, retried when a signal interrupts it; returns
 /// the bytes transferred or `-errno`.
+#[inline(always)]
 fn blocking_io(bufs: &BufferArena, req: &RingRequest, fd: RawFd) -> i32 {
     // SAFETY: `push` checked slot_offset + len <= slot size, so the range lies in the slot.
     let ptr = unsafe { bufs.slot_ptr(req.slot).add(req.slot_offset) };
