@@ -438,12 +438,12 @@ impl Ring {
                 slot,
                 in_flight: n as usize,
             }),
-            // SAFETY: no request on `slot` is in flight: `busy[slot]` counts every push on it
-            // and drops only when its completion is reaped, i.e. after the kernel (a CQE) or the
-            // worker thread (its completion message) finished with the memory. The Ring is not
-            // Sync, so no push can start on this ring while `&self` is borrowed here, and the
-            // arena is the Ring's own, so no other user reaches this slot.
             Some(_) => {
+                // SAFETY: no request on `slot` is in flight: `busy[slot]` counts every push on
+                // it and drops only when its completion is reaped, i.e. after the kernel (a CQE)
+                // or the worker thread (its completion message) finished with the memory. The
+                // Ring is not Sync, so no push can start on this ring while `&self` is borrowed
+                // here, and the arena is the Ring's own, so no other user reaches this slot.
                 unsafe { self.bufs.stamp(slot, sequence, offset) };
                 Ok(())
             }
