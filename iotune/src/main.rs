@@ -236,6 +236,14 @@ fn resolve_targets(dirs: &[PathBuf]) -> Result<Vec<(PathBuf, Topology)>> {
     Ok(out)
 }
 
+/// Memory alignment for the O_DIRECT buffers, bytes: the filesystem's DIO memory alignment
+/// (statx), at least 512; 4096 when the kernel does not say (before Linux 6.1).
+fn buffer_align(topology: &Topology) -> usize {
+    topology
+        .dio_mem_align
+        .map_or(4096, |a| (a as usize).max(512))
+}
+
 /// Sanity checks, then (unless --fs-check) the phases; returns the disk entry.
 fn measure(
     opts: &Options,
@@ -250,8 +258,10 @@ fn measure(
     let mut warnings: Vec<String> = topology.warnings.iter().map(|w| w.to_string()).collect();
 
     // Sanity: O_DIRECT, non-blocking submission, free space.
+    let align = buffer_align(&topology);
     let probe = TestFile::create_unlinked(dir, 0)
-        .with_context(|| format!("sanity check on {}", mountpoint.display()))?;
+        .with_context(|| format!("sanity check on {}", mountpoint.display()))?
+        .with_buffer_align(align);
     let check = engine::submission_check(
         kind,
         &probe,
@@ -375,7 +385,7 @@ fn measure(
     }
 
     let files = (0..shards)
-        .map(|_| TestFile::create_unlinked(dir, file_size))
+        .map(|_| TestFile::create_unlinked(dir, file_size).map(|f| f.with_buffer_align(align)))
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("cannot create the test files in {}", dir.display()))?;
     if topology.fs_type == "xfs" {

@@ -489,8 +489,8 @@ fn step(
                 let slot = f.first_slot + b;
                 if direction == Direction::Write {
                     *sequence += 1;
-                    // SAFETY: the fiber's slots are idle: its previous batch completed.
-                    unsafe { queue.ring().stamp(slot, *sequence, offset) };
+                    // The fiber's slots are idle (its previous batch completed); the ring checks.
+                    queue.ring().stamp(slot, *sequence, offset)?;
                 }
                 slots[slot] = SlotInfo { fiber: fi, offset };
                 let iovecs = if info.vectorized {

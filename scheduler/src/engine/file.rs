@@ -9,13 +9,20 @@ use std::path::{Path, PathBuf};
 
 use super::EngineError;
 
+/// Buffer alignment when the file's DIO memory alignment is not known: one page.
+const DEFAULT_BUFFER_ALIGN: usize = 4096;
+
 /// An O_DIRECT file with no name in the filesystem: created with `O_TMPFILE` where the
 /// filesystem supports it, else created and unlinked at once. Nothing is left behind after a
 /// crash, Ctrl-C or `kill -9`; its space is freed when the process exits.
+///
+/// It also carries the memory alignment the engine gives the buffers of its requests
+/// ([`TestFile::with_buffer_align`]; 4096 bytes unless set).
 #[derive(Debug)]
 pub struct TestFile {
     file: File,
     directory: PathBuf,
+    buffer_align: usize,
 }
 
 impl TestFile {
@@ -58,6 +65,7 @@ impl TestFile {
         Ok(TestFile {
             file,
             directory: dir.to_path_buf(),
+            buffer_align: DEFAULT_BUFFER_ALIGN,
         })
     }
 
@@ -133,6 +141,7 @@ impl TestFile {
                 return Ok(TestFile {
                     file,
                     directory: path.to_path_buf(),
+                    buffer_align: DEFAULT_BUFFER_ALIGN,
                 });
             }
             return Ok(f);
@@ -150,6 +159,7 @@ impl TestFile {
         Ok(TestFile {
             file,
             directory: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+            buffer_align: DEFAULT_BUFFER_ALIGN,
         })
     }
 
@@ -164,6 +174,7 @@ impl TestFile {
         Ok(TestFile {
             file,
             directory: path.to_path_buf(),
+            buffer_align: DEFAULT_BUFFER_ALIGN,
         })
     }
 
@@ -238,6 +249,20 @@ impl TestFile {
             }
         }
         Ok(())
+    }
+
+    /// Sets the memory alignment of the buffers the engine uses for this file's requests, bytes:
+    /// its DIO memory alignment (statx `stx_dio_mem_align`). Every buffer starts at a multiple
+    /// of it, and at a page boundary when its size is a multiple of a page (see
+    /// [`crate::engine::RingBuilder::buffer_align`]).
+    pub fn with_buffer_align(mut self, bytes: usize) -> TestFile {
+        self.buffer_align = bytes;
+        self
+    }
+
+    /// The memory alignment asked for this file's buffers, bytes (4096 unless set).
+    pub fn buffer_align(&self) -> usize {
+        self.buffer_align
     }
 
     /// The raw descriptor for the engines.

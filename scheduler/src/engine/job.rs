@@ -157,11 +157,35 @@ impl Stream {
     }
 }
 
+/// A duration in whole nanoseconds (saturating at about 584 years).
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Where a reap time falls in a job: nanoseconds since its start, and its place in the ramp,
+/// the measured window (which whole second) or after it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Moment {
+    /// Nanoseconds since the job's start.
+    pub(crate) ns: u64,
+    window: Window,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Window {
+    Ramp,
+    Second(usize),
+    After,
+}
+
 /// Accumulates completions into the ramp / measured window / per-second samples.
 pub(crate) struct Recorder {
     start: Instant,
     ramp_end: Instant,
     end: Instant,
+    /// `ramp_end` and `end` in nanoseconds since `start`.
+    ramp_ns: u64,
+    end_ns: u64,
     size: u64,
     pub(crate) requests: u64,
     pub(crate) ramp_requests: u64,
@@ -181,6 +205,8 @@ impl Recorder {
             start,
             ramp_end: start + job.ramp,
             end: start + job.ramp + job.measure,
+            ramp_ns: nanos(job.ramp),
+            end_ns: nanos(job.ramp + job.measure),
             size: job.request_size,
             requests: 0,
             ramp_requests: 0,
@@ -198,6 +224,7 @@ impl Recorder {
     pub(crate) fn cut(&mut self, now: Instant) {
         if now < self.end {
             self.end = now.max(self.ramp_end);
+            self.end_ns = self.ns(self.end);
             self.cut = true;
         }
     }
@@ -212,29 +239,60 @@ impl Recorder {
         self.end
     }
 
-    /// Records one completed request of `self.size` bytes at `offset`, submitted at `submitted`
-    /// and reaped at `now`.
+    /// Nanoseconds from the job's start to `t` (0 before it).
     #[inline]
-    pub(crate) fn complete(&mut self, submitted: Instant, now: Instant, offset: u64, write: bool) {
+    pub(crate) fn ns(&self, t: Instant) -> u64 {
+        nanos(t.saturating_duration_since(self.start))
+    }
+
+    /// Where `now` falls in the job, for every completion reaped at `now` (worked out once per
+    /// batch rather than per request, from one clock difference: the window's bounds are whole
+    /// nanoseconds after the start, so this is exact).
+    #[inline]
+    pub(crate) fn moment(&self, now: Instant) -> Moment {
+        let ns = self.ns(now);
+        let window = if ns < self.ramp_ns {
+            Window::Ramp
+        } else if ns >= self.end_ns {
+            Window::After
+        } else {
+            Window::Second(((ns - self.ramp_ns) / 1_000_000_000) as usize)
+        };
+        Moment { ns, window }
+    }
+
+    /// Records one completed request of `self.size` bytes at `offset`, submitted `submitted_ns`
+    /// after the job's start (see [`Recorder::ns`]) and reaped at `at`. The latency is the
+    /// difference of the two in whole nanoseconds, as `at - submitted` would give.
+    #[inline]
+    pub(crate) fn complete_at(&mut self, at: Moment, submitted_ns: u64, offset: u64, write: bool) {
         self.seen += 1;
         if write {
             self.written_end = self.written_end.max(offset + self.size);
         }
-        if now < self.ramp_end {
-            self.ramp_requests += 1;
-            return;
-        }
-        if now >= self.end {
-            return;
-        }
+        let second = match at.window {
+            Window::Ramp => {
+                self.ramp_requests += 1;
+                return;
+            }
+            Window::After => return,
+            Window::Second(s) => s,
+        };
         self.requests += 1;
-        let second = (now - self.ramp_end).as_secs() as usize;
         if let Some(s) = self.per_second.get_mut(second) {
             s.requests += 1;
             s.bytes += self.size;
         }
-        let ns = now.saturating_duration_since(submitted).as_nanos() as u64;
+        let ns = at.ns.saturating_sub(submitted_ns);
         self.hist.saturating_record(ns.max(1));
+    }
+
+    /// Records one completed request of `self.size` bytes at `offset`, submitted at `submitted`
+    /// and reaped at `now`.
+    #[cfg(test)]
+    pub(crate) fn complete(&mut self, submitted: Instant, now: Instant, offset: u64, write: bool) {
+        let at = self.moment(now);
+        self.complete_at(at, self.ns(submitted), offset, write);
     }
 
     /// Adds another recorder's counts (the threads engine keeps one per worker).
@@ -251,6 +309,7 @@ impl Recorder {
         self.seen += other.seen;
         // Workers cut a request apart: the earliest end bounds the whole seconds kept.
         self.end = self.end.min(other.end);
+        self.end_ns = self.end_ns.min(other.end_ns);
         self.cut |= other.cut;
     }
 
@@ -329,6 +388,45 @@ mod tests {
             assert!(o >= 8192 && o + 4096 <= 8192 + 4 * 4096 + 100);
             assert_eq!(o % 4096, 0);
         }
+    }
+
+    #[test]
+    fn moments_fall_on_exact_nanosecond_bounds() {
+        let mut j = job(Pattern::Random);
+        j.ramp = Duration::from_millis(300);
+        j.measure = Duration::from_secs(3);
+        let t0 = Instant::now();
+        let mut r = Recorder::new(&j, t0);
+        let ns = Duration::from_nanos;
+        let ramp_end = t0 + j.ramp;
+        let at = |r: &Recorder, t: Instant| {
+            let m = r.moment(t);
+            assert_eq!(m.ns, (t - t0).as_nanos() as u64);
+            match m.window {
+                Window::Ramp => -1,
+                Window::Second(s) => s as i64,
+                Window::After => -2,
+            }
+        };
+        assert_eq!(at(&r, t0), -1);
+        assert_eq!(at(&r, ramp_end - ns(1)), -1);
+        assert_eq!(at(&r, ramp_end), 0);
+        assert_eq!(at(&r, ramp_end + ns(999_999_999)), 0);
+        assert_eq!(at(&r, ramp_end + ns(1_000_000_000)), 1);
+        assert_eq!(at(&r, ramp_end + ns(2_999_999_999)), 2);
+        assert_eq!(at(&r, ramp_end + ns(3_000_000_000)), -2);
+        // An early end moves the upper bound to the nanosecond.
+        r.cut(ramp_end + ns(1_500_000_123));
+        assert_eq!(at(&r, ramp_end + ns(1_500_000_122)), 1);
+        assert_eq!(at(&r, ramp_end + ns(1_500_000_123)), -2);
+        // Latency is the nanosecond difference, as `now - submitted`.
+        let (sub, now) = (ramp_end + ns(17), ramp_end + ns(1_234_567));
+        let m = r.moment(now);
+        r.complete_at(m, r.ns(sub), 0, false);
+        assert_eq!(r.hist.len(), 1);
+        assert!(r
+            .hist
+            .equivalent(r.hist.max(), (now - sub).as_nanos() as u64));
     }
 
     #[test]

@@ -1,23 +1,26 @@
 //! The I/O engine: one thread per shard, each keeping a fixed number of O_DIRECT requests in
 //! flight on its own file.
 //!
-//! Two back ends share the offset generation and accounting ([`JobSpec`], [`JobResult`]):
+//! Everything submits through [`Ring`], which has two back ends:
 //! - [`EngineKind::Uring`]: one io_uring per shard thread, submissions and completions batched
 //!   per `io_uring_enter`, registered file and buffers; no allocation, lock or extra syscall per
 //!   request.
-//! - [`EngineKind::Threads`]: `in_flight` threads per shard doing blocking `pread`/`pwrite`;
-//!   for when io_uring is forbidden (seccomp, `kernel.io_uring_disabled`).
+//! - [`EngineKind::Threads`]: blocking `pread`/`pwrite` in threads; for when io_uring is
+//!   forbidden (seccomp, `kernel.io_uring_disabled`).
+//!
+//! The closed-loop job ([`JobSpec`] → [`JobResult`], [`run_shards`]) is one loop over a ring,
+//! whichever the back end.
 //!
 //! Completion latency goes into an HDR histogram (ns); completions are also counted per whole
 //! second of the measured window, so callers can judge how steady a run was.
 
 mod buffer;
+mod closed_loop;
 pub mod fiemap;
 mod file;
 mod job;
 mod ring;
 pub mod rng;
-mod threads;
 mod uring;
 
 use std::io;
@@ -26,10 +29,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-pub use buffer::BufferArena;
 pub use file::{available_space, TestFile};
 pub use job::{Direction, JobResult, JobSpec, Pattern, SecondSample};
-pub use ring::{Ring, RingCompletion, RingRequest, MAX_IOVECS};
+pub use ring::{Ring, RingBuilder, RingCompletion, RingRequest, MAX_IOVECS};
 pub use uring::probe as probe_uring;
 
 /// Which back end submits the requests.
@@ -140,6 +142,14 @@ pub enum EngineError {
     /// The job makes no sense (zero depth, request larger than the region, ...).
     #[error("invalid job: {0}")]
     InvalidJob(String),
+    /// A ring slot was to be written (stamped) while requests on it were in flight.
+    #[error("buffer slot {slot} has {in_flight} request(s) in flight")]
+    SlotBusy {
+        /// The slot.
+        slot: usize,
+        /// Requests pushed on it and not yet reaped.
+        in_flight: usize,
+    },
     /// The stop flag was raised (Ctrl-C); in-flight requests were drained first.
     #[error("interrupted")]
     Interrupted,
@@ -244,7 +254,8 @@ pub fn run_shards_until(
                         return Err(EngineError::Interrupted);
                     }
                     let seed = rng::seed_for(shard);
-                    run_job_live(kind, plan.file.fd(), &plan.job, seed, stop, live)
+                    let (fd, align) = (plan.file.fd(), plan.file.buffer_align());
+                    run_job_live(kind, fd, &plan.job, seed, align, stop, live)
                 });
             match spawned {
                 Ok(h) => handles.push(h),
@@ -287,7 +298,8 @@ pub fn run_shards_until(
     results.into_iter().collect()
 }
 
-/// Runs one job on the calling thread.
+/// Runs one job on the calling thread (the threads engine starts its threads from it), with
+/// 4096-byte aligned buffers; [`run_shards`] takes the alignment from each [`TestFile`].
 pub fn run_job(
     kind: EngineKind,
     fd: RawFd,
@@ -295,7 +307,7 @@ pub fn run_job(
     seed: u64,
     stop: &AtomicBool,
 ) -> Result<JobResult, EngineError> {
-    run_job_live(kind, fd, job, seed, stop, &Live::default())
+    run_job_live(kind, fd, job, seed, 4096, stop, &Live::default())
 }
 
 fn run_job_live(
@@ -303,14 +315,12 @@ fn run_job_live(
     fd: RawFd,
     job: &JobSpec,
     seed: u64,
+    align: usize,
     stop: &AtomicBool,
     live: &Live,
 ) -> Result<JobResult, EngineError> {
     validate(job)?;
-    match kind {
-        EngineKind::Uring => uring::run_job(fd, job, seed, stop, live),
-        EngineKind::Threads => threads::run_job(fd, job, seed, stop, live),
-    }
+    closed_loop::run_job(kind, fd, job, seed, align, stop, live)
 }
 
 fn validate(job: &JobSpec) -> Result<(), EngineError> {
@@ -325,6 +335,12 @@ fn validate(job: &JobSpec) -> Result<(), EngineError> {
             job.request_size
         )));
     }
+    if job.request_size > u64::from(u32::MAX) {
+        return Err(EngineError::InvalidJob(format!(
+            "request size {} exceeds 4 GiB",
+            job.request_size
+        )));
+    }
     if job.region_len < job.request_size {
         return Err(EngineError::InvalidJob(format!(
             "region of {} bytes is smaller than one {}-byte request",
@@ -334,6 +350,13 @@ fn validate(job: &JobSpec) -> Result<(), EngineError> {
     if job.measure.is_zero() {
         return Err(EngineError::InvalidJob(
             "measured window must be longer than zero".into(),
+        ));
+    }
+    // A year is far beyond any run; past it the clock arithmetic could overflow.
+    const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+    if job.ramp > YEAR || job.measure > YEAR {
+        return Err(EngineError::InvalidJob(
+            "ramp and measured window must each be shorter than a year".into(),
         ));
     }
     Ok(())
@@ -359,14 +382,13 @@ pub fn submission_check(
     size: usize,
 ) -> Result<Option<SubmissionCheck>, EngineError> {
     match kind {
-        EngineKind::Uring => uring::submission_check(file.fd(), count, size).map(
-            |(context_switches_per_write, would_block_share)| {
+        EngineKind::Uring => uring::submission_check(file.fd(), file.buffer_align(), count, size)
+            .map(|(context_switches_per_write, would_block_share)| {
                 Some(SubmissionCheck {
                     context_switches_per_write,
                     would_block_share,
                 })
-            },
-        ),
+            }),
         EngineKind::Threads => Ok(None),
     }
 }
@@ -429,7 +451,15 @@ pub fn fill(
     stop: &AtomicBool,
 ) -> Result<(), EngineError> {
     let depth = depth.max(1);
-    let mut ring = Ring::new(kind, depth, request_size, &[file.fd()])?;
+    let req_len = u32::try_from(request_size).map_err(|_| {
+        EngineError::InvalidJob(format!("request size {request_size} exceeds 4 GiB"))
+    })?;
+    let mut ring = Ring::builder(kind)
+        .slots(depth)
+        .slot_size(request_size)
+        .files(&[file.fd()])
+        .buffer_align(file.buffer_align())
+        .build()?;
     let end = start + len;
     let mut next = start;
     let mut free: Vec<usize> = (0..depth).collect();
@@ -442,15 +472,15 @@ pub fn fill(
         while next < end && first_error.is_none() {
             let Some(slot) = free.pop() else { break };
             sequence += 1;
-            // SAFETY: `slot` came off the free list: no request uses it.
-            unsafe { ring.stamp(slot, sequence, next) };
+            // `slot` came off the free list: its last write was reaped, so this cannot fail.
+            ring.stamp(slot, sequence, next)?;
             let req = RingRequest {
                 direction: Direction::Write,
                 file: 0,
                 offset: next,
                 slot,
                 slot_offset: 0,
-                len: request_size as u32,
+                len: req_len,
                 user_data: (slot as u64) << 48 | next,
                 rw_flags: 0,
                 iovecs: 0,
@@ -462,7 +492,7 @@ pub fn fill(
         ring.reap(|c| {
             let slot = (c.user_data >> 48) as usize;
             let offset = c.user_data & ((1 << 48) - 1);
-            if let Some(e) = uring::check(c.result, request_size, offset, true) {
+            if let Some(e) = closed_loop::check(c.result, request_size, offset, true) {
                 first_error.get_or_insert(e);
             }
             free.push(slot);

@@ -1,0 +1,337 @@
+//! The closed-loop job ([`JobSpec`] → [`JobResult`]) on [`Ring`], for both engines.
+//!
+//! One loop, [`run_loop`]. Each turn it stamps (writes) and pushes every free slot — all of
+//! them at first, then those just reaped — makes one [`Ring::submit_and_wait`] for at least one
+//! completion (io_uring: a single `io_uring_enter` that submits them all and waits), reads the
+//! clock once, and reaps the whole batch at that time: the latency of a request runs from the
+//! clock read before it was pushed to the one after its completion arrived.
+//!
+//! - io_uring: one ring with `in_flight` slots on the shard thread, with the file and the
+//!   buffers registered when the kernel allows.
+//! - threads: `in_flight` threads, each running the same loop on a blocking ring of one slot,
+//!   so each request is a `pread`/`pwrite` made by the thread that also sees it complete and
+//!   issues the next one — no hand-over between threads, whose wake-ups would count in the
+//!   latency and cap the rate. Their recorders are merged; sequential offsets come from one
+//!   shared stream, in order.
+
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::job::{Direction, JobResult, JobSpec, Pattern, Recorder, Stream};
+use super::ring::{Ring, RingRequest};
+use super::{thread_cpu_time, EngineError, EngineKind, Live};
+
+/// Runs `job` on file `fd` with buffers aligned to `align` bytes.
+pub(crate) fn run_job(
+    kind: EngineKind,
+    fd: RawFd,
+    job: &JobSpec,
+    seed: u64,
+    align: usize,
+    stop: &AtomicBool,
+    live: &Live,
+) -> Result<JobResult, EngineError> {
+    match kind {
+        EngineKind::Uring => uring_job(fd, job, seed, align, stop, live),
+        EngineKind::Threads => threads_job(fd, job, seed, align, stop, live),
+    }
+}
+
+/// What ends a loop early besides its own errors: Ctrl-C, the caller's early finish, and a
+/// failure of a sibling loop of the same job (threads engine).
+struct Signals<'a> {
+    stop: &'a AtomicBool,
+    live: &'a Live,
+    halt: &'a AtomicBool,
+}
+
+fn uring_job(
+    fd: RawFd,
+    job: &JobSpec,
+    seed: u64,
+    align: usize,
+    stop: &AtomicBool,
+    live: &Live,
+) -> Result<JobResult, EngineError> {
+    let mut ring = Ring::builder(EngineKind::Uring)
+        .slots(job.in_flight)
+        .slot_size(job.request_size as usize)
+        .files(&[fd])
+        .buffer_align(align)
+        .seed(seed)
+        .build()?;
+    let cpu_start = thread_cpu_time();
+    let start = Instant::now();
+    let mut stream = Stream::new(job, seed);
+    let halt = AtomicBool::new(false);
+    let signals = Signals {
+        stop,
+        live,
+        halt: &halt,
+    };
+    let rec = run_loop(&mut ring, job, start, 0, || stream.next_offset(), &signals)?;
+    if stop.load(Ordering::Relaxed) {
+        return Err(EngineError::Interrupted);
+    }
+    let cpu = thread_cpu_time().saturating_sub(cpu_start);
+    Ok(rec.finish(job, stream.cursor(), cpu, ring.registered()))
+}
+
+fn threads_job(
+    fd: RawFd,
+    job: &JobSpec,
+    seed: u64,
+    align: usize,
+    stop: &AtomicBool,
+    live: &Live,
+) -> Result<JobResult, EngineError> {
+    let depth = job.in_flight;
+    // Sequential offsets must be handed out in order across the threads: one shared stream.
+    let shared = Mutex::new(Stream::new(job, seed));
+    let sequential = job.pattern == Pattern::Sequential;
+    let halt = AtomicBool::new(false);
+    let signals = Signals {
+        stop,
+        live,
+        halt: &halt,
+    };
+    let start = Instant::now();
+
+    let outcomes: Vec<Result<(Recorder, Duration), EngineError>> = std::thread::scope(|scope| {
+        let mut handles = Vec::with_capacity(depth);
+        let mut spawn_error = None;
+        for w in 0..depth {
+            let (shared, signals) = (&shared, &signals);
+            let worker_seed = seed ^ (w as u64 + 1).wrapping_mul(0x9e37_79b9);
+            let spawned = std::thread::Builder::new()
+                .name(format!("job-worker-{w}"))
+                .spawn_scoped(scope, move || {
+                    let outcome = (|| {
+                        let mut ring = Ring::builder(EngineKind::Threads)
+                            .slot_size(job.request_size as usize)
+                            .files(&[fd])
+                            .buffer_align(align)
+                            .seed(worker_seed)
+                            .build_blocking()?;
+                        let cpu_start = thread_cpu_time();
+                        // Stamps stay unique across the threads: each counts in its own range.
+                        let first_sequence = (w as u64 + 1) << 40;
+                        let rec = if sequential {
+                            let next = || {
+                                shared
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .next_offset()
+                            };
+                            run_loop(&mut ring, job, start, first_sequence, next, signals)?
+                        } else {
+                            let mut own = Stream::new(job, worker_seed);
+                            let next = || own.next_offset();
+                            run_loop(&mut ring, job, start, first_sequence, next, signals)?
+                        };
+                        Ok((rec, thread_cpu_time().saturating_sub(cpu_start)))
+                    })();
+                    if outcome.is_err() {
+                        signals.halt.store(true, Ordering::Relaxed);
+                    }
+                    outcome
+                });
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(source) => {
+                    halt.store(true, Ordering::Relaxed);
+                    spawn_error = Some(EngineError::Thread { source });
+                    break;
+                }
+            }
+        }
+        let mut out: Vec<_> = handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(EngineError::InvalidJob("a worker thread panicked".into()))
+                })
+            })
+            .collect();
+        if let Some(e) = spawn_error {
+            out.insert(0, Err(e));
+        }
+        out
+    });
+
+    let mut total: Option<Recorder> = None;
+    let mut cpu = Duration::ZERO;
+    for outcome in outcomes {
+        let (rec, c) = outcome?;
+        cpu += c;
+        match &mut total {
+            None => total = Some(rec),
+            Some(t) => t.merge(&rec),
+        }
+    }
+    if stop.load(Ordering::Relaxed) {
+        return Err(EngineError::Interrupted);
+    }
+    let total =
+        total.ok_or_else(|| EngineError::InvalidJob("in_flight must be at least 1".into()))?;
+    let cursor = shared
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .cursor();
+    Ok(total.finish(job, cursor, cpu, false))
+}
+
+/// How often a loop adds its completions to the job's `Live` count.
+const PUBLISH_EVERY: Duration = Duration::from_millis(1);
+
+/// Where a slot's request went, and when it was pushed (nanoseconds since the job's start).
+#[derive(Clone, Copy)]
+struct Armed {
+    submitted_ns: u64,
+    offset: u64,
+}
+
+/// The closed loop: keeps every slot of `ring` busy with a `job.request_size`-byte request at
+/// the offsets `next_offset` gives, until the measured window ends (or `signals` say stop),
+/// then drains. Write slots are stamped with sequence numbers from `first_sequence + 1` on.
+/// Completions are recorded against `start` (the job's, shared by sibling loops).
+///
+/// Returns the first failed or short request's error once everything in flight has been
+/// reaped; a failing `submit_and_wait` returns at once (the ring's drop then drains or leaks).
+fn run_loop(
+    ring: &mut Ring,
+    job: &JobSpec,
+    start: Instant,
+    first_sequence: u64,
+    mut next_offset: impl FnMut() -> u64,
+    signals: &Signals<'_>,
+) -> Result<Recorder, EngineError> {
+    let size = job.request_size as usize;
+    let len = u32::try_from(size)
+        .map_err(|_| EngineError::InvalidJob(format!("request size {size} exceeds 4 GiB")))?;
+    let direction = job.direction;
+    let write = direction == Direction::Write;
+    let mut rec = Recorder::new(job, start);
+    let mut end = rec.end();
+    let mut now = Instant::now();
+    let mut now_ns = rec.ns(now);
+    let mut armed = vec![
+        Armed {
+            submitted_ns: now_ns,
+            offset: 0
+        };
+        ring.slots()
+    ];
+    // Slots to arm this turn: every one at first, then those reaped in the last batch.
+    let mut free: Vec<usize> = (0..ring.slots()).collect();
+    let mut sequence = first_sequence;
+    let mut error: Option<EngineError> = None;
+    // Completions are published to `signals.live` at most once a millisecond (and at the end):
+    // the threads engine's loops share it, and an atomic add per request on one cache line
+    // costs them more than the rest of the loop.
+    let (mut published, mut next_publish) = (0, now);
+
+    loop {
+        for &slot in &free {
+            let offset = next_offset();
+            let stamped = if write {
+                sequence += 1;
+                ring.stamp(slot, sequence, offset)
+            } else {
+                Ok(())
+            };
+            armed[slot] = Armed {
+                submitted_ns: now_ns,
+                offset,
+            };
+            let pushed = stamped.and_then(|()| {
+                ring.push(RingRequest {
+                    direction,
+                    file: 0,
+                    offset,
+                    slot,
+                    slot_offset: 0,
+                    len,
+                    user_data: slot as u64,
+                    rw_flags: 0,
+                    iovecs: 0,
+                })
+            });
+            if let Err(e) = pushed {
+                error.get_or_insert(e);
+                break;
+            }
+        }
+        free.clear();
+        if ring.in_flight() == 0 {
+            break;
+        }
+        ring.submit_and_wait(1)?;
+        now = Instant::now();
+        if now < end && signals.live.finish.load(Ordering::Relaxed) {
+            rec.cut(now);
+            end = now;
+        }
+        let stopping = now >= end
+            || error.is_some()
+            || signals.stop.load(Ordering::Relaxed)
+            || signals.halt.load(Ordering::Relaxed);
+        // Where the batch falls in the job, once for all its completions.
+        let at = rec.moment(now);
+        now_ns = at.ns;
+        ring.reap_at(now, |c| {
+            let slot = c.user_data as usize;
+            let Some(a) = armed.get(slot) else { return };
+            match check(c.result, size, a.offset, write) {
+                Some(e) => {
+                    error.get_or_insert(e);
+                }
+                None => rec.complete_at(at, a.submitted_ns, a.offset, write),
+            }
+            if !stopping && error.is_none() {
+                free.push(slot);
+            }
+        });
+        if now >= next_publish {
+            let seen = rec.seen();
+            signals
+                .live
+                .completed
+                .fetch_add(seen - published, Ordering::Relaxed);
+            published = seen;
+            next_publish = now + PUBLISH_EVERY;
+        }
+    }
+    signals
+        .live
+        .completed
+        .fetch_add(rec.seen() - published, Ordering::Relaxed);
+    match error {
+        Some(e) => Err(e),
+        None => Ok(rec),
+    }
+}
+
+/// Turns a completion result into an error: negative errno, or a short transfer.
+pub(crate) fn check(res: i32, size: usize, offset: u64, write: bool) -> Option<EngineError> {
+    let op = if write { "write" } else { "read" };
+    if res < 0 {
+        Some(EngineError::Io {
+            op,
+            offset,
+            len: size as u64,
+            source: std::io::Error::from_raw_os_error(-res),
+        })
+    } else if res as usize != size {
+        Some(EngineError::Short {
+            op,
+            offset,
+            len: size as u64,
+            done: res as u64,
+        })
+    } else {
+        None
+    }
+}
