@@ -15,9 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use scheduler::engine::{self, Direction, EngineKind, TestFile};
+use scheduler::engine::{self, EngineKind, TestFile};
 use scheduler::io_properties::{DiskProperties, IoProperties};
 use scheduler::topology::Topology;
+use scheduler::Direction;
 
 use crate::cli::{Cli, OptionsFormat};
 use crate::options::Options;

@@ -9,11 +9,10 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use scheduler::engine::{
-    self, Direction, EngineKind, JobResult, JobSpec, Pattern, ShardPlan, TestFile,
-};
+use scheduler::engine::{self, EngineKind, JobResult, JobSpec, Pattern, ShardPlan, TestFile};
 use scheduler::topology::served::{self, Coverage, Served, ServedInput, Verdict};
 use scheduler::topology::{CounterSnapshot, Topology};
+use scheduler::Direction;
 
 use crate::options::Options;
 use crate::progress::Progress;

@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use scheduler::engine::{Direction, EngineKind, JobResult, JobSpec, Pattern, SecondSample};
+use scheduler::engine::{EngineKind, JobResult, JobSpec, Pattern, SecondSample};
 use scheduler::topology::{Served, Topology};
+use scheduler::Direction;
 use serde::Serialize;
 
 use crate::stats::{deviation, Latency, Trend};

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use scheduler::engine::{self, Direction, EngineKind, JobSpec, Pattern, ShardPlan, TestFile};
+use scheduler::engine::{self, EngineKind, JobSpec, Pattern, ShardPlan, TestFile};
+use scheduler::Direction;
 
 const MIB: u64 = 1 << 20;
 

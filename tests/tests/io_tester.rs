@@ -372,7 +372,8 @@ fn block_device_writes_need_the_flag() {
 #[test]
 fn unconfigured_scheduler_does_not_throttle_sequential_reads() {
     let _serial = e2e::serial();
-    use scheduler::engine::{self, Direction, EngineKind, JobSpec, Pattern, TestFile};
+    use scheduler::engine::{self, EngineKind, JobSpec, Pattern, TestFile};
+    use scheduler::Direction;
     let dir = shm_or_disk();
     let kind = if engine::probe_uring().is_ok() {
         EngineKind::Uring

@@ -19,9 +19,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::job::{Direction, JobResult, JobSpec, Pattern, Recorder, Stream};
+use super::job::{JobResult, JobSpec, Pattern, Recorder, Stream};
 use super::ring::{Ring, RingRequest};
 use super::{thread_cpu_time, EngineError, EngineKind, Live};
+use crate::Direction;
 
 /// Runs `job` on file `fd` with buffers aligned to `align` bytes.
 pub(crate) fn run_job(

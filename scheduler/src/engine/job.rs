@@ -6,7 +6,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::rng::Rng;
-pub use crate::direction::Direction;
+use crate::direction::Direction;
 
 /// Where successive requests land.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

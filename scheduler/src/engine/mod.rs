@@ -29,8 +29,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::Direction;
 pub use file::{available_space, TestFile};
-pub use job::{Direction, JobResult, JobSpec, Pattern, SecondSample};
+pub use job::{JobResult, JobSpec, Pattern, SecondSample};
 pub use ring::{Ring, RingBuilder, RingCompletion, RingRequest, MAX_IOVECS};
 pub use uring::probe as probe_uring;
 
