@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use crate::engine::{EngineError, Ring, RingRequest, MAX_IOVECS};
 use crate::io_queue::{
-    ClassConfig, ClassId, ClassStats, GroupId, IoGroup, IoQueue, IoRequest, PartId, QueueError,
-    QueueStats, RequestId,
+    ClassConfig, ClassId, ClassStats, Dispatch, GroupId, IoGroup, IoQueue, IoRequest, PartId,
+    QueueError, QueueStats, RequestId,
 };
 use crate::Direction;
 
@@ -264,19 +264,7 @@ impl RingQueue {
             };
             let nowait = self.nowait_writes && d.direction == Direction::Write;
             d.token.nowait |= nowait;
-            let t = *d.token;
-            let req = RingRequest {
-                direction: d.direction,
-                file: t.file,
-                offset: t.offset + d.offset,
-                slot: t.slot,
-                slot_offset: d.offset as usize,
-                len: d.len as u32,
-                user_data: d.part.to_u64(),
-                rw_flags: if nowait { libc::RWF_NOWAIT } else { 0 },
-                iovecs: if d.parts == 1 { t.iovecs } else { 0 },
-            };
-            self.ring.push(req)?;
+            self.ring.push(ring_request(&d, nowait))?;
         }
         Ok(())
     }
@@ -328,18 +316,7 @@ impl RingQueue {
                     *n += 1;
                 }
             }
-            let t = *d.token;
-            let req = RingRequest {
-                direction: d.direction,
-                file: t.file,
-                offset: t.offset + d.offset,
-                slot: t.slot,
-                slot_offset: d.offset as usize,
-                len: d.len as u32,
-                user_data: part.to_u64(),
-                rw_flags: 0,
-                iovecs: if d.parts == 1 { t.iovecs } else { 0 },
-            };
+            let req = ring_request(&d, false);
             if let Err(e) = self.ring.push(req) {
                 self.retry.clear();
                 return Err(e);
@@ -377,6 +354,23 @@ impl RingQueue {
     /// Writes resubmitted after `EAGAIN`, all classes.
     pub fn total_aio_retries(&self) -> u64 {
         self.aio_retries.iter().sum()
+    }
+}
+
+/// The ring request for part `d` (a split request's parts go out plain, not vectored).
+#[inline]
+fn ring_request(d: &Dispatch<'_, RingToken>, nowait: bool) -> RingRequest {
+    let t = &*d.token;
+    RingRequest {
+        direction: d.direction,
+        file: t.file,
+        offset: t.offset + d.offset,
+        slot: t.slot,
+        slot_offset: d.offset as usize,
+        len: d.len as u32,
+        user_data: d.part.to_u64(),
+        rw_flags: if nowait { libc::RWF_NOWAIT } else { 0 },
+        iovecs: if d.parts == 1 { t.iovecs } else { 0 },
     }
 }
 

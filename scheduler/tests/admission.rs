@@ -74,6 +74,28 @@ fn ratio(c: &Counter) -> (u64, u64, f64) {
     (a, b, a as f64 / b.max(1) as f64)
 }
 
+/// 32 tasks per class on tokio, counted for `window` after 200 ms of warm-up. Enough tasks
+/// per class that each keeps requests queued while its admitted tasks are still on their way
+/// back (a class with nothing queued cannot use its shares).
+async fn on_tokio(q: &AdmissionQueue, a: ClassId, b: ClassId, window: Duration) -> Arc<Counter> {
+    let c = Arc::new(Counter::default());
+    let mut tasks = Vec::new();
+    for (class, which) in [(a, 0), (b, 1)] {
+        for _ in 0..32 {
+            tasks.push(tokio::spawn(worker(q.clone(), class, which, c.clone())));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    c.counting.store(true, Ordering::Relaxed);
+    tokio::time::sleep(window).await;
+    c.counting.store(false, Ordering::Relaxed);
+    c.stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    c
+}
+
 #[test]
 fn shares_hold_on_tokio_with_two_worker_threads() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -89,23 +111,7 @@ fn shares_hold_on_tokio_with_two_worker_threads() {
         );
         #[cfg(not(feature = "tokio"))]
         let (q, a, b) = queue(ThreadTimer::new());
-        let c = Arc::new(Counter::default());
-        let mut tasks = Vec::new();
-        // Enough tasks per class that each keeps requests queued while its admitted tasks
-        // are still on their way back (a class with nothing queued cannot use its shares).
-        for (class, which) in [(a, 0), (b, 1)] {
-            for _ in 0..32 {
-                tasks.push(tokio::spawn(worker(q.clone(), class, which, c.clone())));
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        c.counting.store(true, Ordering::Relaxed);
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        c.counting.store(false, Ordering::Relaxed);
-        c.stop.store(true, Ordering::Relaxed);
-        for t in tasks {
-            t.await.unwrap();
-        }
+        let c = on_tokio(&q, a, b, Duration::from_secs(1)).await;
         let (na, nb, r) = ratio(&c);
         println!("tokio, 2 workers: {na} vs {nb} admissions, ratio {r:.3}");
         assert!((r - 4.0).abs() <= 0.2, "ratio {r} not within 4.0 ± 5%");
@@ -126,22 +132,8 @@ fn shares_are_exact_on_a_paused_tokio_clock() {
     rt.block_on(async {
         let timer: Arc<dyn Timer> = scheduler::admission::TokioTimer::current().unwrap();
         let (q, a, b) = queue_with(model_with_goal(2.0), timer);
-        let c = Arc::new(Counter::default());
-        let mut tasks = Vec::new();
-        for (class, which) in [(a, 0), (b, 1)] {
-            for _ in 0..32 {
-                tasks.push(tokio::spawn(worker(q.clone(), class, which, c.clone())));
-            }
-        }
         // Simulated time: tokio jumps to each alarm the queue sets.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        c.counting.store(true, Ordering::Relaxed);
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        c.counting.store(false, Ordering::Relaxed);
-        c.stop.store(true, Ordering::Relaxed);
-        for t in tasks {
-            t.await.unwrap();
-        }
+        let c = on_tokio(&q, a, b, Duration::from_secs(2)).await;
         let (na, nb, r) = ratio(&c);
         // 2 s of a model allowing 1 s of disk time per second, 4 KiB reads.
         let per = 1.0 / 10_000.0 + 4096.0 / (1u64 << 30) as f64;

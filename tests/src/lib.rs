@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod throttle;
-pub use throttle::{disk_of, Throttle};
+pub use throttle::{disk_of, throttled_disk, Limits, Throttle, KNOWN};
 
 /// Path of a workspace binary built in the same profile as the running test
 /// (`target/<profile>/<name>`). `cargo test --workspace` builds them, because each binary

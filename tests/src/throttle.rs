@@ -74,6 +74,68 @@ impl Drop for Throttle {
     }
 }
 
+/// Throttle limits: bytes/s and requests/s per direction.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Read bytes per second.
+    pub read_bps: u64,
+    /// Write bytes per second.
+    pub write_bps: u64,
+    /// Read requests per second.
+    pub read_iops: u64,
+    /// Write requests per second.
+    pub write_iops: u64,
+}
+
+/// The known device of the fidelity and latency-isolation tests: 80 MiB/s and 3000 IOPS of
+/// reads, 60 MiB/s and 2000 IOPS of writes.
+pub const KNOWN: Limits = Limits {
+    read_bps: 80 << 20,
+    write_bps: 60 << 20,
+    read_iops: 3000,
+    write_iops: 2000,
+};
+
+impl Limits {
+    /// io-properties equal to the limits, for a disk mounted at `mountpoint`.
+    pub fn io_properties(&self, mountpoint: &str) -> String {
+        format!(
+            "disks:\n  - mountpoint: {mountpoint}\n    read_iops: {}\n    read_bandwidth: {}\n    \
+             write_iops: {}\n    write_bandwidth: {}\n",
+            self.read_iops, self.read_bps, self.write_iops, self.write_bps
+        )
+    }
+}
+
+/// A throttle with `limits` on the whole disk under `dir`, or `None` with the reason printed
+/// ("skipped: ...") where this machine cannot make one.
+pub fn throttled_disk(dir: &Path, limits: &Limits) -> Option<Throttle> {
+    if let Some(why) = Throttle::unavailable() {
+        println!("skipped: {why}");
+        return None;
+    }
+    let Some(dev) = disk_of(dir) else {
+        println!(
+            "skipped: {} is not on a plain disk or partition",
+            dir.display()
+        );
+        return None;
+    };
+    let set = [
+        ("read_bps_device", limits.read_bps),
+        ("write_bps_device", limits.write_bps),
+        ("read_iops_device", limits.read_iops),
+        ("write_iops_device", limits.write_iops),
+    ];
+    match Throttle::new(dev, &set) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            println!("skipped: cannot set up a blkio throttle: {e}");
+            None
+        }
+    }
+}
+
 /// The whole-disk device number under `dir` (blkio throttles whole disks), if it is a plain
 /// disk or a partition of one.
 pub fn disk_of(dir: &Path) -> Option<(u32, u32)> {

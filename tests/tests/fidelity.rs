@@ -4,42 +4,22 @@
 
 use std::process::Command;
 
-use e2e::{bin, disk_dir, disk_of, entries, run, Throttle};
+use e2e::{bin, disk_dir, entries, run, throttled_disk, Limits, KNOWN};
 use scheduler::io_properties::IoProperties;
 use scheduler::topology::Topology;
 
-const MIB: u64 = 1 << 20;
-
 #[test]
 fn throttled_device_truth_within_one_percent() {
-    if let Some(why) = Throttle::unavailable() {
-        println!("skipped: {why}");
-        return;
-    }
     let eval = disk_dir();
-    let Some(dev) = disk_of(eval.path()) else {
-        println!(
-            "skipped: {} is not on a plain disk or partition",
-            eval.path().display()
-        );
+    let Some(throttle) = throttled_disk(eval.path(), &KNOWN) else {
         return;
     };
-    let (read_bps, write_bps, read_iops, write_iops) = (80 * MIB, 60 * MIB, 3000, 2000);
-    let throttle = match Throttle::new(
-        dev,
-        &[
-            ("read_bps_device", read_bps),
-            ("write_bps_device", write_bps),
-            ("read_iops_device", read_iops),
-            ("write_iops_device", write_iops),
-        ],
-    ) {
-        Ok(t) => t,
-        Err(e) => {
-            println!("skipped: cannot set up a blkio throttle: {e}");
-            return;
-        }
-    };
+    let Limits {
+        read_bps,
+        write_bps,
+        read_iops,
+        write_iops,
+    } = KNOWN;
     let out_dir = tempfile::tempdir().unwrap();
     let props = out_dir.path().join("p.yaml");
     let script = throttle.run_inside_script();

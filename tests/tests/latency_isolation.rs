@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use e2e::{disk_dir, disk_of, entries, example, run, serial, Throttle};
+use e2e::{disk_dir, entries, example, run, serial, throttled_disk, Throttle, KNOWN};
 
 const MIB: u64 = 1 << 20;
 
@@ -52,44 +52,13 @@ fn class<'a>(r: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
 #[test]
 fn the_scheduler_isolates_queries_from_compaction_on_a_throttled_disk() {
     let _serial = serial();
-    if let Some(why) = Throttle::unavailable() {
-        println!("skipped: {why}");
-        return;
-    }
     let dir = disk_dir();
-    let Some(dev) = disk_of(dir.path()) else {
-        println!(
-            "skipped: {} is not on a plain disk or partition",
-            dir.path().display()
-        );
+    let Some(throttle) = throttled_disk(dir.path(), &KNOWN) else {
         return;
-    };
-    let (read_bps, write_bps, read_iops, write_iops) = (80 * MIB, 60 * MIB, 3000, 2000);
-    let throttle = match Throttle::new(
-        dev,
-        &[
-            ("read_bps_device", read_bps),
-            ("write_bps_device", write_bps),
-            ("read_iops_device", read_iops),
-            ("write_iops_device", write_iops),
-        ],
-    ) {
-        Ok(t) => t,
-        Err(e) => {
-            println!("skipped: cannot set up a blkio throttle: {e}");
-            return;
-        }
     };
     let conf = tempfile::tempdir().unwrap();
     let props = conf.path().join("io-properties.yaml");
-    std::fs::write(
-        &props,
-        format!(
-            "disks:\n  - mountpoint: /\n    read_iops: {read_iops}\n    read_bandwidth: {read_bps}\n    \
-             write_iops: {write_iops}\n    write_bandwidth: {write_bps}\n"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&props, KNOWN.io_properties("/")).unwrap();
     let props = props.to_str().unwrap();
 
     // Latency: 8 queries in flight, with the scheduler and without.

@@ -31,6 +31,10 @@ pub struct ClassId {
 }
 
 impl ClassId {
+    pub(crate) fn at(queue: QueueTag, index: u32) -> ClassId {
+        ClassId { queue, index }
+    }
+
     /// The class's position among its queue's classes (0, 1, ... in registration order): for
     /// the caller's own per-class tables.
     pub fn index(self) -> usize {
@@ -53,6 +57,16 @@ pub struct RequestId {
     pub(crate) queue: QueueTag,
     pub(crate) index: u32,
     pub(crate) generation: u32,
+}
+
+impl RequestId {
+    pub(crate) fn at(queue: QueueTag, index: u32, generation: u32) -> RequestId {
+        RequestId {
+            queue,
+            index,
+            generation,
+        }
+    }
 }
 
 /// One dispatched piece of a request (the whole request unless it was split), from

@@ -664,15 +664,8 @@ impl<T> IoQueue<T> {
         let completion = if done {
             let token = req.token.take();
             let out = token.map(|token| Completion {
-                request: RequestId {
-                    queue: self.tag,
-                    index: rid,
-                    generation: request_generation,
-                },
-                class: ClassId {
-                    queue: self.tag,
-                    index: class as u32,
-                },
+                request: RequestId::at(self.tag, rid, request_generation),
+                class: ClassId::at(self.tag, class as u32),
                 direction: req.direction,
                 token,
                 result: req.result(),
@@ -716,15 +709,8 @@ impl<T> IoQueue<T> {
         let token = req.token.as_mut().ok_or(QueueError::UnknownPart(part))?;
         Ok(Dispatch {
             part,
-            request: RequestId {
-                queue: self.tag,
-                index: rid,
-                generation: request_generation,
-            },
-            class: ClassId {
-                queue: self.tag,
-                index: class,
-            },
+            request: RequestId::at(self.tag, rid, request_generation),
+            class: ClassId::at(self.tag, class),
             direction,
             offset,
             len,
@@ -996,15 +982,8 @@ impl<T> IoQueue<T> {
                 index: pid,
                 generation,
             },
-            request: RequestId {
-                queue: self.tag,
-                index: rid,
-                generation: request_generation,
-            },
-            class: ClassId {
-                queue: self.tag,
-                index: class as u32,
-            },
+            request: RequestId::at(self.tag, rid, request_generation),
+            class: ClassId::at(self.tag, class as u32),
             direction: req.direction,
             offset: part.offset,
             len: part.len,
