@@ -14,12 +14,9 @@ use scheduler::io_queue::{ClassConfig, ClassId, IoGroup};
 use scheduler::ring_queue::{RingIo, RingQueue};
 use scheduler::Direction;
 
-/// The tests compare throughputs: run them one at a time, or on 2 cores they would measure
-/// each other.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
-}
+// The tests compare throughputs: `serial` runs them one at a time, or on 2 cores they would
+// measure each other.
+use test_support::serial;
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1 << 20;

@@ -2,9 +2,9 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use e2e::{bin, disk_dir, entries, run};
+use e2e::{bin, disk_dir, entries, run, Running};
 use scheduler::io_properties::IoProperties;
 
 /// Short-run arguments: 4 s base duration, 2 shards, 128 MiB per shard, 1 s ramps.
@@ -285,39 +285,32 @@ fn ctrl_c_leaves_nothing_behind() {
     let eval = disk_dir();
     let out_dir = tempfile::tempdir().unwrap();
     let props = out_dir.path().join("p.yaml");
-    let mut child = Command::new(bin("iotune"))
-        .args([
-            "--evaluation-directory",
-            eval.path().to_str().unwrap(),
-            "--duration",
-            "60",
-            "--smp",
-            "2",
-            "--file-size",
-            "64M",
-        ])
-        .args(["--properties-file", props.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(2));
-    // SAFETY: kill on our own child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let t = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "iotune did not stop within 10 s of SIGINT"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(status.code(), Some(130));
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let mut child = Running::spawn(
+        Command::new(bin("iotune"))
+            .args([
+                "--evaluation-directory",
+                eval.path().to_str().unwrap(),
+                "--duration",
+                "60",
+                "--smp",
+                "2",
+                "--file-size",
+                "64M",
+            ])
+            .args(["--properties-file", props.to_str().unwrap()]),
+    );
+    // Interrupt once it measures (its first line), however long the setup took.
+    assert!(
+        child.wait_for_line("Warming up", Duration::from_secs(60)),
+        "iotune did not start measuring: {}",
+        child.stderr()
+    );
+    child.signal(libc::SIGINT);
+    let (status, took) = child
+        .wait_exit(Duration::from_secs(10))
+        .expect("iotune did not stop within 10 s of SIGINT");
+    let stderr = child.stderr();
+    assert_eq!(status.code(), Some(130), "after {took:?}: {stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
     assert!(!props.exists());
     e2e::assert_empty(eval.path());
