@@ -31,8 +31,15 @@ static STOP: AtomicBool = AtomicBool::new(false);
 const GIB: u64 = 1 << 30;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
+    // Values out of range are refused by clap (exit 2); so are bad combinations and sizes.
+    let opts = match Options::from_cli(Cli::parse()) {
+        Ok(opts) => opts,
+        Err(e) => {
+            eprintln!("iotune: error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) if STOP.load(Ordering::Relaxed) => {
             eprintln!("iotune: interrupted; no properties file was written and no test file is left behind");
@@ -45,8 +52,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
-    let opts = Options::from_cli(cli)?;
+fn run(opts: Options) -> Result<()> {
     // First Ctrl-C: stop submitting, drain, exit 130. Test files have no name, so even a second
     // Ctrl-C (immediate exit) leaves nothing behind.
     let _ = ctrlc::set_handler(|| {
@@ -65,11 +71,14 @@ fn run(cli: Cli) -> Result<()> {
         check_output_dir(p)?;
     }
     let kind = choose_engine(opts.engine)?;
-    let shards = opts.smp.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let shards = opts.smp.unwrap_or(cpus.min(cli::MAX_SHARDS));
+    if shards > cpus {
+        eprintln!(
+            "WARN: --smp {shards} is above the {cpus} CPU(s) this process may use: shards share \
+             CPUs, so the figures may be the CPUs' limit rather than the disk's"
+        );
+    }
 
     let targets = resolve_targets(&opts.directories)?;
     let progress = Progress::new();

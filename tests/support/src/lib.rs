@@ -70,6 +70,21 @@ pub fn assert_empty(dir: &Path) {
     );
 }
 
+/// The `--help` text of `program` (a path), which must exit 0.
+pub fn help(program: &str) -> String {
+    let out = run(Command::new(program).arg("--help"));
+    assert!(out.status.success(), "{program} --help failed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Asserts that `text` (a `--help` page) holds every one of `needles`.
+#[track_caller]
+pub fn assert_mentions(text: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(text.contains(needle), "--help lacks {needle:?}:\n{text}");
+    }
+}
+
 /// Polls `done` every 20 ms until it holds (true) or `timeout` has passed (false).
 pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     let t = Instant::now();
