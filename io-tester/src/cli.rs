@@ -14,6 +14,17 @@ use clap::{Parser, ValueEnum};
 ///
 /// Exit status: 0 success, 1 error (the message says what and where), 2 bad command line (a
 /// value out of its range is refused before any work), 130 interrupted (Ctrl-C).
+///
+/// Files left behind: data files have no name while the run lasts (O_TMPFILE, or created and
+/// unlinked at once), so they never outlive the process. Unlink jobs need named files; they
+/// live in STORAGE/io-tester-run.PID/, removed at the end and on Ctrl-C. After kill -9, a
+/// crash or a power loss that directory stays, with the files the unlink jobs had not removed
+/// yet; the next io-tester run on the same storage removes it and says so on stderr (a
+/// directory whose run is still going is left alone). On a filesystem without O_TMPFILE a
+/// data file has a name, .iotune-PID-*, for the microseconds between its creation and its
+/// removal: a kill in that instant leaves it. With --keep-files true the data files
+/// (io-tester-JOB-SHARD.data) and the unlink jobs' directories (io-tester-JOB-SHARD/) are
+/// kept on purpose; a kept unlink directory must be removed before a run of the same job.
 #[derive(Debug, Parser)]
 #[command(name = "io-tester", version, about, long_about, max_term_width = 100)]
 pub struct Cli {
@@ -31,8 +42,9 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", default_value = "./conf.yaml")]
     pub conf: PathBuf,
 
-    /// Leave the data files behind (true/false). Without it, files have no name while the
-    /// run lasts, so nothing is left even after a crash.
+    /// Leave the data files behind (true/false). Without it, data files have no name while
+    /// the run lasts, and the unlink jobs' files go in a directory of the run (see "Files
+    /// left behind" above).
     #[arg(long = "keep-files", value_name = "BOOL", default_value_t = false, action = clap::ArgAction::Set)]
     pub keep_files: bool,
 

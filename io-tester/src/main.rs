@@ -178,6 +178,28 @@ fn run(cli: Cli) -> Result<()> {
     alignment.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
     let counted = CountedDevices::of(topology.as_ref(), &cli.storage);
 
+    // Named files of runs killed earlier go first; this run's go in a directory of its own.
+    let run_dir = match &storage {
+        Storage::Directory(dir) => {
+            for stale in run::files::remove_stale_run_dirs(dir)? {
+                eprintln!(
+                    "NOTE: removed {} ({} files), left by an io-tester run that was killed or \
+                     crashed",
+                    stale.path.display(),
+                    stale.files
+                );
+            }
+            let named = jobs
+                .iter()
+                .any(|j| j.kind == workload::job::JobKind::Unlink);
+            if named && !cli.keep_files {
+                Some(run::files::RunDir::create(dir)?)
+            } else {
+                None
+            }
+        }
+        Storage::BlockDevice { .. } => None,
+    };
     let settings = Settings {
         storage,
         duration: Duration::from_secs_f64(cli.duration),
@@ -187,6 +209,7 @@ fn run(cli: Cli) -> Result<()> {
         smp,
         kind,
         keep_files: cli.keep_files,
+        run_dir,
         group,
         alignment,
         adaptive_tracing: cli.trace_sample.is_none(),

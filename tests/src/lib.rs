@@ -8,8 +8,8 @@ use std::process::{Command, Output};
 
 mod throttle;
 pub use test_support::{
-    assert_empty, disk_dir, entries, has_thread, have, is_root, run, serial, wait_until,
-    LoopDevice, LoopFs, Mount, Running,
+    assert_empty, assert_mentions, disk_dir, entries, files_below, has_thread, have, help, is_root,
+    run, serial, wait_until, LoopDevice, LoopFs, Mount, Running,
 };
 pub use throttle::{disk_of, throttled_disk, Limits, Throttle, KNOWN};
 

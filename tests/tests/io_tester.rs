@@ -435,14 +435,6 @@ fn shares_400_to_100_give_4_to_1() {
     );
 }
 
-/// Regular files in `dir` and its subdirectories.
-fn files_below(dir: &Path) -> usize {
-    entries(dir)
-        .iter()
-        .map(|p| if p.is_dir() { files_below(p) } else { 1 })
-        .sum()
-}
-
 #[test]
 fn ctrl_c_removes_every_file() {
     let storage = disk_dir();
@@ -468,7 +460,7 @@ fn ctrl_c_removes_every_file() {
     // count rises until then, and falls after): interrupt then, twice.
     let mut before = 0;
     let started = e2e::wait_until(Duration::from_secs(120), || {
-        let n = files_below(storage.path());
+        let n = e2e::files_below(storage.path());
         let falling = n < before;
         before = n;
         falling

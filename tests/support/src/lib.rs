@@ -59,6 +59,14 @@ pub fn entries(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
+/// Regular files (and anything else that is not a directory) in `dir` and its subdirectories.
+pub fn files_below(dir: &Path) -> usize {
+    entries(dir)
+        .iter()
+        .map(|p| if p.is_dir() { files_below(p) } else { 1 })
+        .sum()
+}
+
 /// Asserts that `dir` holds nothing: no test file was left behind.
 #[track_caller]
 pub fn assert_empty(dir: &Path) {
@@ -77,11 +85,13 @@ pub fn help(program: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Asserts that `text` (a `--help` page) holds every one of `needles`.
+/// Asserts that `text` (a `--help` page) holds every one of `needles`, wherever its lines
+/// were wrapped (runs of white space compare as one space).
 #[track_caller]
 pub fn assert_mentions(text: &str, needles: &[&str]) {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
     for needle in needles {
-        assert!(text.contains(needle), "--help lacks {needle:?}:\n{text}");
+        assert!(flat.contains(needle), "--help lacks {needle:?}:\n{text}");
     }
 }
 
