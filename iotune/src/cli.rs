@@ -15,6 +15,11 @@ use clap::{Parser, ValueEnum};
 ///
 /// Exit status: 0 success, 1 error (the message says what and where) or a figure the disk did
 /// not serve (nothing written), 2 bad command line, 130 interrupted (nothing written).
+///
+/// One calibration per disk: iotune holds an exclusive lock per disk for the whole run
+/// (/run/lock/iotune-MAJ:MIN.lock, or $IOTUNE_LOCK_DIR), and a second iotune on the same disk
+/// exits 1 naming the first's pid. Other I/O on the disk during a phase is reported with the
+/// phase: its figure is then low.
 #[derive(Debug, Parser)]
 #[command(name = "iotune", version, about, long_about, max_term_width = 100)]
 pub struct Cli {

@@ -2,6 +2,7 @@
 //! See `iotune --help` and the README for units and options.
 
 mod cli;
+mod disk_lock;
 mod options;
 mod phases;
 mod progress;
@@ -81,6 +82,8 @@ fn run(opts: Options) -> Result<()> {
     }
 
     let targets = resolve_targets(&opts.directories)?;
+    // One calibration per disk: held until the run ends.
+    let _locks = disk_lock::lock_disks(&targets)?;
     let progress = Progress::new();
     let mut report = Report {
         tool: "iotune-rs",

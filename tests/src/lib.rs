@@ -28,6 +28,30 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// The variable naming iotune's directory for its per-disk lock files.
+pub const IOTUNE_LOCK_DIR: &str = "IOTUNE_LOCK_DIR";
+
+/// iotune's lock directory for the tests of this checkout (`target/<profile>/iotune-locks`):
+/// iotune refuses a second calibration of a disk, and the tests of this checkout serialise
+/// their iotune runs (`serial`), but a test suite of another checkout running on the same
+/// machine must not count as a second calibration.
+pub fn iotune_lock_dir() -> PathBuf {
+    let dir = bin("iotune")
+        .parent()
+        .expect("target/<profile>")
+        .join("iotune-locks");
+    std::fs::create_dir_all(&dir).expect("iotune's lock dir for the tests");
+    dir
+}
+
+/// A command running the built iotune, with this checkout's lock directory
+/// ([`iotune_lock_dir`]).
+pub fn iotune() -> Command {
+    let mut cmd = Command::new(bin("iotune"));
+    cmd.env(IOTUNE_LOCK_DIR, iotune_lock_dir());
+    cmd
+}
+
 /// Path of an example of the `scheduler` crate built in the same profile as the running test
 /// (`target/<profile>/examples/<name>`); `cargo test --workspace` builds the examples.
 pub fn example(name: &str) -> PathBuf {
@@ -64,7 +88,7 @@ pub fn iotune_reported(args: &[String]) -> Reported {
     let props = dir.path().join("io-properties.yaml");
     let options = dir.path().join("io.conf");
     let report = dir.path().join("report.json");
-    let out = run(Command::new(bin("iotune")).args(args).args([
+    let out = run(iotune().args(args).args([
         "--properties-file",
         props.to_str().expect("UTF-8 temp path"),
         "--options-file",

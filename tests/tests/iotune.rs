@@ -1,10 +1,9 @@
 //! The built `iotune` binary on real directories.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use e2e::{bin, disk_dir, entries, run, Running};
+use e2e::{disk_dir, entries, run, Running};
 use scheduler::io_properties::IoProperties;
 
 /// Short-run arguments: 4 s base duration, 2 shards, 128 MiB per shard, 1 s ramps.
@@ -43,7 +42,7 @@ fn check_full_run(eval: &Path, engine: &str, on_disk: bool) {
     let out_dir = tempfile::tempdir().unwrap();
     let props = out_dir.path().join("io-properties.yaml");
     let report = out_dir.path().join("report.json");
-    let out = run(Command::new(bin("iotune")).args(quick(eval)).args([
+    let out = run(e2e::iotune().args(quick(eval)).args([
         "--engine",
         engine,
         "--properties-file",
@@ -195,7 +194,7 @@ fn full_run_on_tmpfs_without_a_block_device() {
 fn expect_error(args: &[&str], needle: &str) {
     let out_dir = tempfile::tempdir().unwrap();
     let props = out_dir.path().join("p.yaml");
-    let out = run(Command::new(bin("iotune"))
+    let out = run(e2e::iotune()
         .args(args)
         .args(["--properties-file", props.to_str().unwrap()]));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -211,6 +210,8 @@ fn expect_error(args: &[&str], needle: &str) {
 
 #[test]
 fn bad_input_is_a_clear_error() {
+    // Some of these measure before they fail: one iotune at a time per disk.
+    let _serial = e2e::serial();
     let eval = disk_dir();
     let e = eval.path().to_str().unwrap();
     let file = eval.path().join("plain-file");
@@ -223,7 +224,7 @@ fn bad_input_is_a_clear_error() {
     expect_error(&["--evaluation-directory", f], "is not a directory");
     expect_error(
         &["--evaluation-directory", e, "--duration", "0"],
-        "--duration 0",
+        "invalid value '0' for '--duration <SECS>'",
     );
     expect_error(
         &["--evaluation-directory", e, "--saturation", "sideways"],
@@ -260,7 +261,7 @@ fn bad_input_is_a_clear_error() {
         ],
         "lower --file-size",
     );
-    let out = run(Command::new(bin("iotune")).args([
+    let out = run(e2e::iotune().args([
         "--evaluation-directory",
         e,
         "--options-file",
@@ -271,7 +272,7 @@ fn bad_input_is_a_clear_error() {
     assert!(!Path::new("/tmp/iotune-e2e-x.conf").exists());
     std::fs::remove_file(&file).unwrap();
     // An output path in a missing directory fails before measuring.
-    let out = run(Command::new(bin("iotune"))
+    let out = run(e2e::iotune()
         .args(quick(eval.path()))
         .args(["--properties-file", "/nonexistent/dir/p.yaml"]));
     assert!(!out.status.success());
@@ -282,11 +283,13 @@ fn bad_input_is_a_clear_error() {
 
 #[test]
 fn ctrl_c_leaves_nothing_behind() {
+    // One iotune at a time per disk (a second would be refused).
+    let _serial = e2e::serial();
     let eval = disk_dir();
     let out_dir = tempfile::tempdir().unwrap();
     let props = out_dir.path().join("p.yaml");
     let mut child = Running::spawn(
-        Command::new(bin("iotune"))
+        e2e::iotune()
             .args([
                 "--evaluation-directory",
                 eval.path().to_str().unwrap(),
@@ -319,8 +322,9 @@ fn ctrl_c_leaves_nothing_behind() {
 
 #[test]
 fn fs_check_and_options_file() {
+    let _serial = e2e::serial();
     let eval = disk_dir();
-    let out = run(Command::new(bin("iotune")).args([
+    let out = run(e2e::iotune().args([
         "--evaluation-directory",
         eval.path().to_str().unwrap(),
         "--fs-check",
@@ -338,7 +342,7 @@ fn fs_check_and_options_file() {
     let out_dir = tempfile::tempdir().unwrap();
     let props = out_dir.path().join("p.yaml");
     let conf = out_dir.path().join("io.conf");
-    let out = run(Command::new(bin("iotune")).args(quick(eval.path())).args([
+    let out = run(e2e::iotune().args(quick(eval.path())).args([
         "--properties-file",
         props.to_str().unwrap(),
         "--options-file",
@@ -440,7 +444,7 @@ fn optional_probes_write_optional_keys() {
 
     let out_dir = tempfile::tempdir().unwrap();
     let report = out_dir.path().join("r.json");
-    let out = run(Command::new(bin("iotune")).args(&args).args([
+    let out = run(e2e::iotune().args(&args).args([
         "--get-best-iops-with-buffer-sizes",
         "4k,8k",
         "--report",
