@@ -61,15 +61,17 @@ fn run(opts: Options) -> Result<()> {
             std::process::exit(130);
         }
     });
-    for p in [
-        opts.properties_file.as_deref(),
-        opts.options_file.as_ref().map(|(p, _)| p.as_path()),
-        opts.report.as_deref(),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        check_output_dir(p)?;
+    for (option, path) in [
+        ("--properties-file", opts.properties_file.as_deref()),
+        (
+            "--options-file",
+            opts.options_file.as_ref().map(|(p, _)| p.as_path()),
+        ),
+        ("--report", opts.report.as_deref()),
+    ] {
+        if let Some(path) = path {
+            check_output_dir(option, path)?;
+        }
     }
     let kind = choose_engine(opts.engine)?;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -190,23 +192,23 @@ fn options_line(properties: &Path, format: OptionsFormat) -> String {
     }
 }
 
-/// Fails before measuring when an output file could not be written afterwards.
-fn check_output_dir(path: &Path) -> Result<()> {
+/// Fails before measuring when the output file `path` of `option` could not be written
+/// afterwards: its directory is missing, read-only or immutable, or the path is a directory.
+fn check_output_dir(option: &str, path: &Path) -> Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     if !dir.is_dir() {
         bail!(
-            "cannot write {}: directory {} does not exist",
+            "{option} {}: cannot be written: directory {} does not exist",
             path.display(),
             dir.display()
         );
     }
-    if path.is_dir() {
-        bail!("cannot write {}: it is a directory", path.display());
-    }
-    Ok(())
+    // A read-only or immutable directory is found now, not after the measurement.
+    scheduler::atomic_file::check_writable(path)
+        .with_context(|| format!("{option} {}: cannot be written", path.display()))
 }
 
 fn choose_engine(requested: Option<EngineKind>) -> Result<EngineKind> {
