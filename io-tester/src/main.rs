@@ -88,7 +88,8 @@ fn run(cli: Cli) -> Result<()> {
     let (kind, passed_over) = engine::select(cli.engine).context("--engine uring was requested")?;
     if let Some(e) = passed_over {
         eprintln!(
-            "WARN: {e}; falling back to the threads engine (no RWF_NOWAIT retries are counted)"
+            "WARN: {:#}; falling back to the threads engine (no RWF_NOWAIT retries are counted)",
+            anyhow::Error::from(e)
         );
     }
 

@@ -214,7 +214,10 @@ fn check_output_dir(option: &str, path: &Path) -> Result<()> {
 fn choose_engine(requested: Option<EngineKind>) -> Result<EngineKind> {
     let (kind, passed_over) = engine::select(requested).context("--engine uring was requested")?;
     if let Some(e) = passed_over {
-        eprintln!("WARN: {e}; falling back to the threads engine (blocking pread/pwrite)");
+        eprintln!(
+            "WARN: {:#}; falling back to the threads engine (blocking pread/pwrite)",
+            anyhow::Error::from(e)
+        );
     }
     Ok(kind)
 }

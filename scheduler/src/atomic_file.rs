@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 /// service user must be able to read what root wrote for it).
 const NEW_FILE_MODE: u32 = 0o644;
 
-/// A step of [`write_atomically`] that failed.
+/// A step of [`write_atomically`] that failed. The OS error is its
+/// [`source`](std::error::Error::source), not repeated in its message.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot {action} {}: {source}", path.display())]
+#[error("cannot {action} {}", path.display())]
 pub struct AtomicWriteError {
     /// What was being done ("create a temporary file in", "write", "rename into place", ...).
     pub action: &'static str,
