@@ -52,6 +52,15 @@ pub fn iotune() -> Command {
     cmd
 }
 
+/// Runs iotune's sanity checks only (`--fs-check`) on `dir`, with `extra` arguments.
+pub fn iotune_fs_check(dir: &Path, extra: &[&str]) -> Output {
+    run(iotune()
+        .arg("--evaluation-directory")
+        .arg(dir)
+        .arg("--fs-check")
+        .args(extra))
+}
+
 /// Path of an example of the `scheduler` crate built in the same profile as the running test
 /// (`target/<profile>/examples/<name>`); `cargo test --workspace` builds the examples.
 pub fn example(name: &str) -> PathBuf {

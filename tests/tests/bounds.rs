@@ -89,13 +89,7 @@ fn issue9_more_shards_than_cpus_get_a_warning() {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let smp = (cpus + 1).to_string();
     let eval = disk_dir();
-    let out = run(e2e::iotune().args([
-        "--evaluation-directory",
-        eval.path().to_str().unwrap(),
-        "--fs-check",
-        "--smp",
-        &smp,
-    ]));
+    let out = e2e::iotune_fs_check(eval.path(), &["--smp", &smp]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(

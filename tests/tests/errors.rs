@@ -32,11 +32,7 @@ fn issue9_the_os_error_is_printed_once() {
         return;
     };
     let os_error = "Read-only file system (os error 30)";
-    let out = run(e2e::iotune().args([
-        "--evaluation-directory",
-        ro.path.to_str().unwrap(),
-        "--fs-check",
-    ]));
+    let out = e2e::iotune_fs_check(&ro.path, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.matches(os_error).count(), 1, "{stderr}");

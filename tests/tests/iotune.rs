@@ -308,10 +308,7 @@ fn ctrl_c_leaves_nothing_behind() {
         "iotune did not start measuring: {}",
         child.stderr()
     );
-    child.signal(libc::SIGINT);
-    let (status, took) = child
-        .wait_exit(Duration::from_secs(10))
-        .expect("iotune did not stop within 10 s of SIGINT");
+    let (status, took) = child.signal_and_wait(libc::SIGINT, Duration::from_secs(10));
     let stderr = child.stderr();
     assert_eq!(status.code(), Some(130), "after {took:?}: {stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
@@ -324,13 +321,7 @@ fn ctrl_c_leaves_nothing_behind() {
 fn fs_check_and_options_file() {
     let _serial = e2e::serial();
     let eval = disk_dir();
-    let out = run(e2e::iotune().args([
-        "--evaluation-directory",
-        eval.path().to_str().unwrap(),
-        "--fs-check",
-        "--smp",
-        "1",
-    ]));
+    let out = e2e::iotune_fs_check(eval.path(), &["--smp", "1"]);
     assert!(
         out.status.success(),
         "{}",

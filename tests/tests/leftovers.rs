@@ -57,8 +57,7 @@ fn issue9_the_run_after_a_kill_9_removes_what_it_left() {
     let conf = scratch.path().join("conf.yaml");
     std::fs::write(&conf, UNLINKER).unwrap();
     let (mut killed, left) = start_long_run(storage.path(), &conf);
-    killed.signal(libc::SIGKILL);
-    killed.wait_exit(Duration::from_secs(30)).expect("SIGKILL");
+    killed.signal_and_wait(libc::SIGKILL, Duration::from_secs(30));
     // One directory, named after the killed process, holding the unlink job's files.
     assert_eq!(left.len(), 1, "{left:?}");
     let name = left[0].file_name().unwrap().to_string_lossy().into_owned();
@@ -90,8 +89,7 @@ fn issue9_a_running_runs_directory_is_left_alone() {
         mine[0].is_dir(),
         "the second run removed the first's {mine:?}"
     );
-    first.signal(libc::SIGINT);
-    let (status, _) = first.wait_exit(Duration::from_secs(60)).expect("SIGINT");
+    let (status, _) = first.signal_and_wait(libc::SIGINT, Duration::from_secs(60));
     assert_eq!(status.code(), Some(130), "{}", first.stderr());
     assert_empty(storage.path());
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use e2e::{disk_dir, run, Running};
+use e2e::{disk_dir, Running};
 
 /// A calibration of `dir` long enough to be running when the test looks.
 fn long_calibration(dir: &std::path::Path) -> Running {
@@ -32,11 +32,7 @@ fn issue9_a_second_calibration_of_the_disk_is_refused() {
     // Two directories on the same disk.
     let (first_dir, second_dir) = (disk_dir(), disk_dir());
     let mut first = long_calibration(first_dir.path());
-    let out = run(e2e::iotune().args([
-        "--evaluation-directory",
-        second_dir.path().to_str().unwrap(),
-        "--fs-check",
-    ]));
+    let out = e2e::iotune_fs_check(second_dir.path(), &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let needle = format!("another iotune (pid {}) is calibrating", first.pid());
@@ -48,10 +44,7 @@ fn issue9_a_second_calibration_of_the_disk_is_refused() {
         "{}",
         first.stderr()
     );
-    first.signal(libc::SIGINT);
-    let (status, _) = first
-        .wait_exit(Duration::from_secs(30))
-        .expect("iotune did not stop after SIGINT");
+    let (status, _) = first.signal_and_wait(libc::SIGINT, Duration::from_secs(30));
     assert_eq!(status.code(), Some(130), "{}", first.stderr());
 }
 
@@ -60,13 +53,8 @@ fn issue9_a_killed_calibration_does_not_block_the_next() {
     let _serial = e2e::serial();
     let dir = disk_dir();
     let mut killed = long_calibration(dir.path());
-    killed.signal(libc::SIGKILL);
-    killed.wait_exit(Duration::from_secs(30)).expect("SIGKILL");
-    let out = run(e2e::iotune().args([
-        "--evaluation-directory",
-        dir.path().to_str().unwrap(),
-        "--fs-check",
-    ]));
+    killed.signal_and_wait(libc::SIGKILL, Duration::from_secs(30));
+    let out = e2e::iotune_fs_check(dir.path(), &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("another iotune"), "{stderr}");

@@ -235,6 +235,20 @@ impl Running {
         }
     }
 
+    /// Sends `sig` and waits up to `timeout` for the child to end: its status and how long
+    /// that took. Panics (the child is then killed) if it is still running.
+    #[track_caller]
+    pub fn signal_and_wait(&mut self, sig: i32, timeout: Duration) -> (ExitStatus, Duration) {
+        self.signal(sig);
+        match self.wait_exit(timeout) {
+            Some(ended) => ended,
+            None => panic!(
+                "still running {timeout:?} after signal {sig}; stderr: {}",
+                self.stderr()
+            ),
+        }
+    }
+
     /// Stdout so far.
     pub fn stdout(&self) -> String {
         self.printed.stdout.lock().unwrap().0.join("\n")
