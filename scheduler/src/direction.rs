@@ -1,9 +1,9 @@
 //! The direction of a request, shared by the cost model, the queues and the engine.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Read or write.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     /// A read (`pread`, `IORING_OP_READ`).

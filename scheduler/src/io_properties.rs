@@ -137,8 +137,9 @@ fn looks_like_number(rest: &str) -> bool {
 /// One entry of the `disks:` list: the measured limits of the device behind one or more
 /// mountpoints.
 ///
-/// Follows Seastar's io-properties format, see `shared/reference/io-properties.md`.
-#[derive(Debug, Clone, PartialEq)]
+/// Follows Seastar's io-properties format, see `shared/reference/io-properties.md`. Its serde
+/// form (iotune's JSON report) is not the YAML file: the YAML reader and writer are below.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DiskProperties {
     /// Mount points served by this device; from `mountpoint: P` (one) or `mountpoints: [..]`
     /// (several sharing one queue). Never empty in a parsed file.
@@ -159,9 +160,11 @@ pub struct DiskProperties {
     /// their sector size).
     pub physical_block_size: Option<u64>,
     /// Reads and writes are separate streams, each with its own full-rate token bucket.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub duplex: bool,
     /// The `rate_factor` as read, if present. The four rates above already include it; the
     /// writer never emits it (writing it would apply it twice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_factor: Option<f64>,
 }
 

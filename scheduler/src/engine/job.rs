@@ -3,13 +3,13 @@
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::rng::Rng;
 use crate::direction::Direction;
 
 /// Where successive requests land.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Pattern {
     /// Back to back from `sequential_start`, wrapping to the region's start at its end.
@@ -44,7 +44,7 @@ pub struct JobSpec {
 }
 
 /// Completions in one whole second of the measured window.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecondSample {
     /// Completed requests.
     pub requests: u64,

@@ -36,7 +36,7 @@ pub use ring::{Ring, RingBuilder, RingCompletion, RingRequest, MAX_IOVECS};
 pub use uring::probe as probe_uring;
 
 /// Which back end submits the requests.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EngineKind {
     /// io_uring (Linux 5.6+; registered buffers and deferred task-run used where available).
@@ -382,7 +382,7 @@ fn validate(job: &JobSpec) -> Result<(), EngineError> {
 }
 
 /// What the submission sanity check found (see [`submission_check`]).
-#[derive(Clone, Copy, Debug, serde::Serialize)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 pub struct SubmissionCheck {
     /// Voluntary context switches per submit call; above 0.1 the submitter blocks.
     pub context_switches_per_write: f64,

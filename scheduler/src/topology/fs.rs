@@ -11,7 +11,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::TopologyError;
 
@@ -19,7 +19,7 @@ use super::TopologyError;
 /// consulted. Obtained with [`FilesystemInfo::probe`]; tests build it by hand
 /// to drive [`Topology::from_filesystem`](super::Topology::from_filesystem)
 /// over a fixture sysfs tree.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FilesystemInfo {
     /// The directory, canonicalised.
     pub directory: PathBuf,

@@ -44,7 +44,7 @@ mod warning;
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use device::block_device_from_sysfs;
 pub use error::TopologyError;
@@ -66,7 +66,7 @@ pub const DEFAULT_PHYSICAL_BLOCK_SIZE: u64 = 4096;
 pub const MIN_IO_SIZE: u64 = 512;
 
 /// One node of the block device tree under a filesystem.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockDevice {
     /// Kernel name, the last component of its sysfs directory, e.g.
     /// "nvme0n1", "nvme0n1p1", "md0", "dm-0", "vda".
@@ -98,7 +98,7 @@ pub struct BlockDevice {
 }
 
 /// The kind of a [`BlockDevice`] node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum DeviceKind {
     /// A whole disk with no components (NVMe namespace, SCSI/SATA disk,
@@ -138,7 +138,7 @@ pub enum DeviceKind {
 /// Request-queue limits of a block device, from its sysfs `queue/` directory.
 /// Fields are `Option` where the file may be missing on some devices or
 /// kernels (a [`TopologyWarning`] then says so for leaf disks).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueLimits {
     /// `queue/logical_block_size`, bytes: the smallest unit the device
     /// addresses, hence the O_DIRECT alignment. Required.
@@ -257,7 +257,7 @@ impl BlockDevice {
 
 /// Everything iotune needs to know about where an evaluation directory's
 /// data goes.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Topology {
     /// The evaluation directory, canonicalised.
     pub directory: PathBuf,

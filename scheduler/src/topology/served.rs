@@ -26,7 +26,7 @@
 //! - writes may legitimately reach the devices more than once (RAID1 mirrors: `write_copies`;
 //!   filesystem metadata and journals: the [`MORE_ABOVE`] margin), never less than once.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Below this fraction of the completed bytes the devices did not serve the figure: a cache
 /// did (0.9: counters are exact, so 10% covers requests counted on either side of the window,
@@ -38,7 +38,7 @@ pub const CACHED_BELOW: f64 = 0.9;
 pub const MORE_ABOVE: f64 = 1.25;
 
 /// How completely a topology's counted devices cover the devices a filesystem's data can reach.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum Coverage {
     /// Every device the data can reach is counted: `st_dev` is a block device (followed through
@@ -100,7 +100,7 @@ pub struct ServedInput {
 }
 
 /// The verdict on one interval's figure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// The devices served what was completed.
@@ -116,7 +116,7 @@ pub enum Verdict {
 }
 
 /// Completed against device-counted requests and bytes in one direction, with the verdict.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Served {
     /// Requests completed by the tool.
     pub completed_requests: u64,

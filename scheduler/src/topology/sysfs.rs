@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Why the contents of a sysfs attribute could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,7 +31,7 @@ impl ParseError {
 /// What `queue/write_cache` reports: whether the kernel treats the device's
 /// volatile write cache as present ("write back", it sends flushes) or not
 /// ("write through").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WriteCache {
     /// `write back`: the device acknowledges writes from a volatile cache; the

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A non-fatal finding about the filesystem or block devices under an
 /// evaluation directory. The library only reports them; the binaries print
@@ -11,7 +11,7 @@ use serde::Serialize;
 ///
 /// The first three mirror the reference's checks of each leaf disk
 /// (`queue/scheduler`, `queue/nomerges`, `queue/write_cache`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TopologyWarning {
     /// `queue/scheduler` of a leaf disk is neither `none` nor `noop`: the
