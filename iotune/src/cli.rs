@@ -157,6 +157,21 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
 
+    /// Write a self-contained HTML page (inline SVG plots, nothing fetched from the network,
+    /// readable without JavaScript): command line, topology, warnings with their fixes, per
+    /// phase the per-second throughput with its trend and the latency percentiles, the depth
+    /// sweep, the io-properties written. Rewritten atomically after each phase. Its directory
+    /// must exist and be writable (else exit 2 before measuring).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+
+    /// Write one fio job file per phase into this existing, writable directory (else exit 2
+    /// before measuring), reproducing the phase (request size, depth, jobs = shards, region,
+    /// ramp, runtime, O_DIRECT, the engine, incompressible buffers), and a README saying how to
+    /// run them and what iotune measured for each.
+    #[arg(long = "fio-jobs", value_name = "DIR")]
+    pub fio_jobs: Option<PathBuf>,
+
     /// Size of each shard's test file, bytes: at least two sequential requests, at most the
     /// free space / shards (default: free space / (2 x shards)). Reads only touch what this
     /// run wrote.

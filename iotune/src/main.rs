@@ -6,9 +6,10 @@ mod disk_lock;
 mod options;
 mod phases;
 mod progress;
-mod report;
-mod stats;
 mod steady;
+
+// The report's types live in the library, so the end-to-end tests read it through them.
+use iotune::{fio_jobs, html, plausibility, report, stats};
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -23,9 +24,9 @@ use scheduler::Direction;
 
 use crate::cli::{Cli, OptionsFormat};
 use crate::options::Options;
-use crate::phases::{with_deviation, Calibration, Depths};
+use crate::phases::{with_deviation, Calibration, Corners, Depths, Outcome};
 use crate::progress::Progress;
-use crate::report::{write_atomically, CachedFigure, DiskReport, Report};
+use crate::report::{write_atomically, CachedFigure, DiskReport, Report, Results, Status};
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -40,6 +41,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The pages and job files of this issue are checked here: a bad path given on the
+    // command line is a bad command line, found before any work.
+    if let Err(e) = check_page_outputs(&opts) {
+        eprintln!("iotune: error: {e:#}");
+        return ExitCode::from(2);
+    }
     match run(opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) if STOP.load(Ordering::Relaxed) => {
@@ -76,11 +83,9 @@ fn run(opts: Options) -> Result<()> {
     let kind = choose_engine(opts.engine)?;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let shards = opts.smp.unwrap_or(cpus.min(cli::MAX_SHARDS));
-    if shards > cpus {
-        eprintln!(
-            "WARN: --smp {shards} is above the {cpus} CPU(s) this process may use: shards share \
-             CPUs, so the figures may be the CPUs' limit rather than the disk's"
-        );
+    let too_many_shards = plausibility::more_shards_than_cpus(shards, cpus);
+    if let Some(w) = &too_many_shards {
+        eprintln!("WARN: {w}");
     }
 
     let targets = resolve_targets(&opts.directories)?;
@@ -88,12 +93,16 @@ fn run(opts: Options) -> Result<()> {
     let _locks = disk_lock::lock_disks(&targets)?;
     let progress = Progress::new();
     let mut report = Report {
-        tool: "iotune-rs",
-        version: env!("CARGO_PKG_VERSION"),
+        tool: "iotune-rs".to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        command_line: std::env::args().collect(),
+        started: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         engine: kind,
         shards,
+        cpus,
         duration_s: opts.duration.as_secs_f64(),
-        status: "running",
+        status: Status::Running,
+        plausibility: too_many_shards.into_iter().collect(),
         disks: Vec::new(),
     };
     let mut properties = IoProperties { disks: Vec::new() };
@@ -104,15 +113,13 @@ fn run(opts: Options) -> Result<()> {
         let outcome = measure(&opts, kind, shards, &dir, topology, &progress, &mut report);
         if let Err(e) = outcome {
             report.status = if STOP.load(Ordering::Relaxed) {
-                "interrupted"
+                Status::Interrupted
             } else {
-                "failed"
+                Status::Failed
             };
-            if let Some(path) = &opts.report {
-                // Keep what was measured; a failure to save must not hide the real error.
-                if let Err(save) = report.save(path) {
-                    eprintln!("WARN: could not save the report: {save:#}");
-                }
+            // Keep what was measured; a failure to save must not hide the real error.
+            if let Err(save) = save_outputs(&opts, &report) {
+                eprintln!("WARN: could not save the report: {save:#}");
             }
             return Err(e);
         }
@@ -142,10 +149,8 @@ fn run(opts: Options) -> Result<()> {
             .collect::<Vec<_>>()
             .join("; ");
         if !opts.allow_cached {
-            report.status = "refused";
-            if let Some(path) = &opts.report {
-                report.save(path)?;
-            }
+            report.status = Status::Refused;
+            save_outputs(&opts, &report)?;
             bail!(
                 "refusing to write io-properties: {list} came from a cache, not from the disk, \
                  so no properties or options file was written; measure with requests the \
@@ -159,10 +164,8 @@ fn run(opts: Options) -> Result<()> {
              from a cache"
         );
     }
-    report.status = "complete";
-    if let Some(path) = &opts.report {
-        report.save(path)?;
-    }
+    report.status = Status::Complete;
+    save_outputs(&opts, &report)?;
     if opts.fs_check {
         return Ok(());
     }
@@ -181,6 +184,22 @@ fn run(opts: Options) -> Result<()> {
     Ok(())
 }
 
+/// Rewrites the outputs that follow the run (the JSON report, the HTML page, the fio jobs),
+/// each atomically.
+fn save_outputs(opts: &Options, report: &Report) -> Result<()> {
+    if let Some(path) = &opts.report {
+        report.save(path)?;
+    }
+    if let Some(path) = &opts.html {
+        html::save(report, path).with_context(|| format!("--html {}", path.display()))?;
+    }
+    if let Some(dir) = &opts.fio_jobs {
+        fio_jobs::write_all(dir, report)
+            .with_context(|| format!("--fio-jobs {}: cannot write the jobs", dir.display()))?;
+    }
+    Ok(())
+}
+
 /// The options-file line (ScyllaDB's io.conf).
 fn options_line(properties: &Path, format: OptionsFormat) -> String {
     match format {
@@ -190,6 +209,25 @@ fn options_line(properties: &Path, format: OptionsFormat) -> String {
             properties.display()
         ),
     }
+}
+
+/// Fails when `--html` or `--fio-jobs` could not be written: a missing, read-only or immutable
+/// directory (for `--fio-jobs`, the directory itself must exist).
+fn check_page_outputs(opts: &Options) -> Result<()> {
+    if let Some(path) = &opts.html {
+        check_output_dir("--html", path)?;
+    }
+    if let Some(dir) = &opts.fio_jobs {
+        if !dir.is_dir() {
+            bail!(
+                "--fio-jobs {}: not an existing directory: create it, or name another",
+                dir.display()
+            );
+        }
+        scheduler::atomic_file::check_writable(&dir.join(fio_jobs::README))
+            .with_context(|| format!("--fio-jobs {}: cannot be written", dir.display()))?;
+    }
+    Ok(())
 }
 
 /// Fails before measuring when the output file `path` of `option` could not be written
@@ -262,6 +300,18 @@ fn buffer_align(topology: &Topology) -> usize {
         .map_or(4096, |a| (a as usize).max(512))
 }
 
+/// What the sanity checks found and derived for one filesystem, before any phase.
+struct Prepared {
+    /// Each shard's test file size, bytes.
+    file_size: u64,
+    /// In-flight depths per shard.
+    depths: Depths,
+    /// The smallest random request the filesystem does directly, bytes.
+    direct: u64,
+    /// Memory alignment of the O_DIRECT buffers, bytes.
+    align: usize,
+}
+
 /// Sanity checks, then (unless --fs-check) the phases; returns the disk entry.
 fn measure(
     opts: &Options,
@@ -272,11 +322,97 @@ fn measure(
     progress: &Progress,
     report: &mut Report,
 ) -> Result<Option<DiskProperties>> {
-    let mountpoint = topology.mountpoint.clone();
+    let Some(prepared) = prepare(opts, kind, shards, dir, &topology, report)? else {
+        return Ok(None);
+    };
+    let files = create_files(dir, &topology, shards, &prepared)?;
+    let cal = Calibration::new(
+        opts,
+        kind,
+        &STOP,
+        progress,
+        &topology,
+        files,
+        prepared.depths,
+        prepared.file_size,
+    );
+    let mut m = Measurement {
+        opts,
+        cal,
+        report,
+        cached_figures: Vec::new(),
+    };
+    m.save()?;
+
+    // The four corners: the figures io-properties holds.
+    println!("Warming up the disk for sequential write job...");
+    let sequential_write = m.sequential(Direction::Write)?;
+    let sequential_read = m.sequential(Direction::Read)?;
+    let detected = if opts.detect_physical_block_size {
+        Some(m.physical_block_size()?)
+    } else {
+        None
+    };
+    let random_write = m.random(
+        Direction::Write,
+        opts.random_write_size.or(detected),
+        prepared.direct,
+    )?;
+    let random_read = m.random(Direction::Read, opts.random_read_size, prepared.direct)?;
+    let corners = Corners {
+        sequential_write,
+        sequential_read,
+        random_write,
+        random_read,
+    };
+    let mut results = phases::results(&topology.mountpoint, &corners);
+    results.properties.physical_block_size = detected;
+
+    // Optional probes after the corners, each its own phase(s).
+    if opts.saturation_read {
+        results.properties.read_saturation_length = Some(m.saturation_length(Direction::Read)?);
+    }
+    if opts.saturation_write {
+        results.properties.write_saturation_length = Some(m.saturation_length(Direction::Write)?);
+    }
+    for (on, direction, size) in [
+        (
+            opts.depth_sweep_read,
+            Direction::Read,
+            corners.random_read.1,
+        ),
+        (
+            opts.depth_sweep_write,
+            Direction::Write,
+            corners.random_write.1,
+        ),
+    ] {
+        if on {
+            m.depth_sweep(direction, size)?;
+        }
+    }
+    m.finish(results).map(Some)
+}
+
+/// Sanity checks (O_DIRECT, non-blocking submission, free space, request sizes); pushes the
+/// disk's entry to the report. `None` with `--fs-check` (after printing its line).
+fn prepare(
+    opts: &Options,
+    kind: EngineKind,
+    shards: usize,
+    dir: &Path,
+    topology: &Topology,
+    report: &mut Report,
+) -> Result<Option<Prepared>> {
+    let mountpoint = &topology.mountpoint;
     let mut warnings: Vec<String> = topology.warnings.iter().map(|w| w.to_string()).collect();
+    let mut warn = |w: String| {
+        eprintln!("WARN: {w}");
+        warnings.push(w);
+    };
 
     // Sanity: O_DIRECT, non-blocking submission, free space.
-    let align = buffer_align(&topology);
+    let align = buffer_align(topology);
     let probe = TestFile::create_unlinked(dir, 0)
         .with_context(|| format!("sanity check on {}", mountpoint.display()))?
         .with_buffer_align(align);
@@ -298,26 +434,22 @@ fn measure(
             );
         }
         if c.would_block_share > 0.1 {
-            let w = format!(
+            warn(format!(
                 "{:.0}% of appending writes on {} would have blocked (the filesystem allocates synchronously; \
                  io_uring hands them to kernel workers, which adds latency); XFS allocates without blocking",
                 c.would_block_share * 100.0,
                 mountpoint.display()
-            );
-            eprintln!("WARN: {w}");
-            warnings.push(w);
+            ));
         }
     }
     let free = engine::available_space(dir)
         .with_context(|| format!("cannot read free space of {}", dir.display()))?;
     if free < 10 * GIB {
-        let w = format!(
+        warn(format!(
             "only {:.1} GiB free in {}: results on a nearly full filesystem may be pessimistic",
             free as f64 / GIB as f64,
             dir.display()
-        );
-        eprintln!("WARN: {w}");
-        warnings.push(w);
+        ));
     }
     let min_file = 2 * opts.sequential_write_size.max(opts.sequential_read_size);
     let file_size = match opts.file_size {
@@ -336,14 +468,11 @@ fn measure(
     if file_size < min_file {
         bail!("not enough free space in {}: {free} bytes free, each of {shards} shards needs at least {min_file}", dir.display());
     }
-    let leaves = topology.leaf_count();
     let bound = topology.in_flight_bound();
     if bound.is_none() && opts.force_io_depth.is_none() {
-        let w = "the disk's in-flight bound (queue/nr_requests) is unknown: assuming 128; use --force-io-depth to set it".to_string();
-        eprintln!("WARN: {w}");
-        warnings.push(w);
+        warn("the disk's in-flight bound (queue/nr_requests) is unknown: assuming 128; use --force-io-depth to set it".to_string());
     }
-    let depths = Depths::derive(opts, leaves, bound, shards);
+    let depths = Depths::derive(opts, topology.leaf_count(), bound, shards);
     let logical = topology.logical_block_size().max(512);
     // The smallest random request the filesystem does directly (btrfs serves smaller direct
     // I/O from its page cache).
@@ -367,9 +496,7 @@ fn measure(
             );
         }
         if s < direct {
-            let w = small_request_warning(name, s, direct, &topology);
-            eprintln!("WARN: {w}");
-            warnings.push(w);
+            warn(small_request_warning(name, s, direct, topology));
         }
     }
     report.disks.push(DiskReport {
@@ -385,6 +512,7 @@ fn measure(
         results: None,
         depth_sweeps: Vec::new(),
         cached_figures: Vec::new(),
+        plausibility: Vec::new(),
     });
     if opts.fs_check {
         println!(
@@ -401,7 +529,22 @@ fn measure(
         );
         return Ok(None);
     }
+    Ok(Some(Prepared {
+        file_size,
+        depths,
+        direct,
+        align,
+    }))
+}
 
+/// One unnamed test file per shard (an XFS extent size hint on each, as the reference).
+fn create_files(
+    dir: &Path,
+    topology: &Topology,
+    shards: usize,
+    prepared: &Prepared,
+) -> Result<Vec<TestFile>> {
+    let (file_size, align) = (prepared.file_size, prepared.align);
     let files = (0..shards)
         .map(|_| TestFile::create_unlinked(dir, file_size).map(|f| f.with_buffer_align(align)))
         .collect::<Result<Vec<_>, _>>()
@@ -415,139 +558,140 @@ fn measure(
             }
         }
     }
-    let mut cal = Calibration::new(
-        opts, kind, &STOP, progress, &topology, files, depths, file_size,
-    );
-    let save = |report: &Report| -> Result<()> {
-        opts.report
-            .as_ref()
-            .map(|p| report.save(p))
-            .unwrap_or(Ok(()))
-    };
-    macro_rules! disk {
-        () => {
-            report.disks.last_mut().expect("pushed above")
-        };
+    Ok(files)
+}
+
+/// One filesystem's calibration under way: runs the phases, prints the reference's lines,
+/// and keeps the report (whose last disk is this one) saved after each phase.
+struct Measurement<'a> {
+    opts: &'a Options,
+    cal: Calibration<'a>,
+    report: &'a mut Report,
+    /// Figures for io-properties whose phase a cache served (see served.rs in the library).
+    cached_figures: Vec<CachedFigure>,
+}
+
+impl Measurement<'_> {
+    /// This filesystem's entry in the report.
+    fn disk(&mut self) -> &mut DiskReport {
+        self.report.disks.last_mut().expect("pushed by prepare")
     }
-    let acc = opts.accuracy;
 
-    // Figures for io-properties whose phase a cache served (see served.rs in the library).
-    let mut cached_figures: Vec<CachedFigure> = Vec::new();
-    println!("Warming up the disk for sequential write job...");
-    let sw = cal.sequential_write(disk!())?;
-    cached_figures.extend(sw.cached_figure("write_bandwidth", "sequential write"));
-    println!(
-        "Measuring sequential write bandwidth: {}",
-        with_deviation(
-            format!("{:.0} MiB/s", sw.bandwidth / (1 << 20) as f64),
-            sw.deviation,
-            acc
-        )
-    );
-    save(report)?;
-    let sr = cal.sequential_read(disk!())?;
-    cached_figures.extend(sr.cached_figure("read_bandwidth", "sequential read"));
-    println!(
-        "Measuring sequential read bandwidth: {}",
-        with_deviation(
-            format!("{:.0} MiB/s", sr.bandwidth / (1 << 20) as f64),
-            sr.deviation,
-            acc
-        )
-    );
-    disk!().read_working_set_bytes = cal.working_set();
-    save(report)?;
+    /// Re-runs the plausibility checks (printing the ones new since the last save) and
+    /// rewrites the outputs.
+    fn save(&mut self) -> Result<()> {
+        let disk = self.disk();
+        let found = plausibility::check_disk(disk);
+        for w in found.iter().filter(|w| !disk.plausibility.contains(w)) {
+            eprintln!("WARN: {w}");
+        }
+        disk.plausibility = found;
+        save_outputs(self.opts, self.report)
+    }
 
-    let mut detected = None;
-    if opts.detect_physical_block_size {
-        let (size, cached) = cal.detect_physical_block_size(disk!())?;
-        cached_figures.extend(cached);
+    /// Prints a corner's line ("Measuring sequential read bandwidth: 3074 MiB/s").
+    fn say(&self, what: &str, value: String, deviation: f64) {
+        println!(
+            "Measuring {what}: {}",
+            with_deviation(value, deviation, self.opts.accuracy)
+        );
+    }
+
+    /// Sequential bandwidth in `direction` (the write includes the warm-up).
+    fn sequential(&mut self, direction: Direction) -> Result<Outcome> {
+        let disk = self.report.disks.last_mut().expect("pushed by prepare");
+        let (outcome, figure) = match direction {
+            Direction::Write => (self.cal.sequential_write(disk)?, "write_bandwidth"),
+            Direction::Read => (self.cal.sequential_read(disk)?, "read_bandwidth"),
+        };
+        let phase = format!("sequential {direction}");
+        self.cached_figures
+            .extend(outcome.cached_figure(figure, &phase));
+        self.say(
+            &format!("{phase} bandwidth"),
+            format!("{:.0} MiB/s", outcome.bandwidth / (1 << 20) as f64),
+            outcome.deviation,
+        );
+        let working_set = self.cal.working_set();
+        self.disk().read_working_set_bytes = working_set;
+        self.save()?;
+        Ok(outcome)
+    }
+
+    /// `--detect-physical-block-size`: the write size that avoids read-modify-write, bytes.
+    fn physical_block_size(&mut self) -> Result<u64> {
+        let disk = self.report.disks.last_mut().expect("pushed by prepare");
+        let (size, cached) = self.cal.detect_physical_block_size(disk)?;
+        self.cached_figures.extend(cached);
         println!("Detected physical block size: {size} bytes");
-        if size != topology.physical_block_size() {
+        let reported = self.cal.topology.physical_block_size();
+        if size != reported {
             let w = format!(
-                "measured physical block size {size} differs from the {} bytes sysfs reports: the disk may be lying",
-                topology.physical_block_size()
+                "measured physical block size {size} differs from the {reported} bytes sysfs reports: the disk may be lying"
             );
             eprintln!("WARN: {w}");
-            disk!().warnings.push(w);
+            self.disk().warnings.push(w);
         }
-        detected = Some(size);
-        save(report)?;
+        self.save()?;
+        Ok(size)
     }
 
-    let write_sizes: Vec<u64> = if !opts.best_iops_sizes.is_empty() {
-        opts.best_iops_sizes.clone()
-    } else {
-        vec![opts.random_write_size.or(detected).unwrap_or(direct)]
-    };
-    let read_sizes: Vec<u64> = if !opts.best_iops_sizes.is_empty() {
-        opts.best_iops_sizes.clone()
-    } else {
-        vec![opts.random_read_size.unwrap_or(direct)]
-    };
-    let mut best_write: Option<(phases::Outcome, u64)> = None;
-    for &s in &write_sizes {
-        let o = cal.random(
-            Direction::Write,
-            s,
-            &format!("random write {s}"),
-            false,
-            disk!(),
-        )?;
-        if best_write.as_ref().is_none_or(|(b, _)| o.beats(b)) {
-            best_write = Some((o, s));
+    /// Random IOPS in `direction`: at `forced` bytes, or else at each
+    /// `--get-best-iops-with-buffer-sizes` size keeping the best, or else at `direct` bytes.
+    /// Returns the outcome and its request size.
+    fn random(
+        &mut self,
+        direction: Direction,
+        forced: Option<u64>,
+        direct: u64,
+    ) -> Result<(Outcome, u64)> {
+        let sizes = match (&self.opts.best_iops_sizes[..], forced) {
+            ([], forced) => vec![forced.unwrap_or(direct)],
+            (best, _) => best.to_vec(),
+        };
+        let mut best: Option<(Outcome, u64)> = None;
+        for s in sizes {
+            let disk = self.report.disks.last_mut().expect("pushed by prepare");
+            let o = self.cal.random(
+                direction,
+                s,
+                &format!("random {direction} {s}"),
+                false,
+                disk,
+            )?;
+            if best.as_ref().is_none_or(|(b, _)| o.beats(b)) {
+                best = Some((o, s));
+            }
+            self.save()?;
         }
-        save(report)?;
+        let (outcome, size) = best.expect("at least one size");
+        let figure = match direction {
+            Direction::Read => "read_iops",
+            Direction::Write => "write_iops",
+        };
+        self.cached_figures
+            .extend(outcome.cached_figure(figure, &format!("random {direction} {size}")));
+        self.say(
+            &format!("random {direction} IOPS"),
+            format!("{:.0} IOPS", outcome.iops),
+            outcome.deviation,
+        );
+        Ok((outcome, size))
     }
-    let (rw, rw_size) = best_write.expect("at least one size");
-    cached_figures.extend(rw.cached_figure("write_iops", &format!("random write {rw_size}")));
-    println!(
-        "Measuring random write IOPS: {}",
-        with_deviation(format!("{:.0} IOPS", rw.iops), rw.deviation, acc)
-    );
-    let mut best_read: Option<(phases::Outcome, u64)> = None;
-    for &s in &read_sizes {
-        let o = cal.random(
-            Direction::Read,
-            s,
-            &format!("random read {s}"),
-            false,
-            disk!(),
-        )?;
-        if best_read.as_ref().is_none_or(|(b, _)| o.beats(b)) {
-            best_read = Some((o, s));
-        }
-        save(report)?;
-    }
-    let (rr, rr_size) = best_read.expect("at least one size");
-    cached_figures.extend(rr.cached_figure("read_iops", &format!("random read {rr_size}")));
-    println!(
-        "Measuring random read IOPS: {}",
-        with_deviation(format!("{:.0} IOPS", rr.iops), rr.deviation, acc)
-    );
 
-    let mut results = phases::results(&sw, &sr, &rw, &rr, rw_size, rr_size);
-    results.physical_block_size = detected;
-    if opts.saturation_read {
-        let (l, cached) = cal.saturation_length(Direction::Read, disk!())?;
-        cached_figures.extend(cached);
-        println!("Measuring read saturation length: {l} bytes");
-        results.read_saturation_length = Some(l);
+    /// `--saturation`: the smallest request reaching full bandwidth in `direction`, bytes.
+    fn saturation_length(&mut self, direction: Direction) -> Result<u64> {
+        let disk = self.report.disks.last_mut().expect("pushed by prepare");
+        let (length, cached) = self.cal.saturation_length(direction, disk)?;
+        self.cached_figures.extend(cached);
+        println!("Measuring {direction} saturation length: {length} bytes");
+        Ok(length)
     }
-    if opts.saturation_write {
-        let (l, cached) = cal.saturation_length(Direction::Write, disk!())?;
-        cached_figures.extend(cached);
-        println!("Measuring write saturation length: {l} bytes");
-        results.write_saturation_length = Some(l);
-    }
-    for (on, direction, size) in [
-        (opts.depth_sweep_read, Direction::Read, rr_size),
-        (opts.depth_sweep_write, Direction::Write, rw_size),
-    ] {
-        if !on {
-            continue;
-        }
-        let sweep = cal.depth_sweep(direction, size, disk!())?;
+
+    /// `--depth-sweep`: random IOPS against depth at `size` bytes, and the knee.
+    fn depth_sweep(&mut self, direction: Direction, size: u64) -> Result<()> {
+        let disk = self.report.disks.last_mut().expect("pushed by prepare");
+        let sweep = self.cal.depth_sweep(direction, size, disk)?;
         let best = sweep.points.iter().map(|p| p.iops).fold(0.0, f64::max);
         println!(
             "Measuring random {} knee: {} in flight ({} per shard), {:.0} IOPS of the best {best:.0}",
@@ -560,24 +704,20 @@ fn measure(
                 .find(|p| p.in_flight_per_shard == sweep.knee_in_flight_per_shard)
                 .map_or(0.0, |p| p.iops),
         );
-        disk!().depth_sweeps.push(sweep);
-        save(report)?;
+        self.disk().depth_sweeps.push(sweep);
+        self.save()
     }
-    disk!().results = Some(results.clone());
-    disk!().cached_figures = cached_figures;
-    save(report)?;
 
-    let mut d = DiskProperties::new(
-        mountpoint,
-        results.read_iops,
-        results.read_bandwidth,
-        results.write_iops,
-        results.write_bandwidth,
-    );
-    d.read_saturation_length = results.read_saturation_length;
-    d.write_saturation_length = results.write_saturation_length;
-    d.physical_block_size = results.physical_block_size;
-    Ok(Some(d))
+    /// Records the results and the cached figures; returns the io-properties entry.
+    fn finish(mut self, results: Results) -> Result<DiskProperties> {
+        let properties = results.properties.clone();
+        let cached = std::mem::take(&mut self.cached_figures);
+        let disk = self.disk();
+        disk.results = Some(results);
+        disk.cached_figures = cached;
+        self.save()?;
+        Ok(properties)
+    }
 }
 
 /// The warning for a forced random request size below what the filesystem does directly.

@@ -37,6 +37,10 @@ pub struct Options {
     pub smp: Option<usize>,
     pub engine: Option<scheduler::engine::EngineKind>,
     pub report: Option<PathBuf>,
+    /// `--html`: the page.
+    pub html: Option<PathBuf>,
+    /// `--fio-jobs`: the directory of fio job files.
+    pub fio_jobs: Option<PathBuf>,
     pub file_size: Option<u64>,
     pub ramp: Duration,
     /// `--depth-sweep`: directions whose random IOPS are swept over in-flight depth.
@@ -167,6 +171,8 @@ impl Options {
             smp: cli.smp,
             engine: cli.engine,
             report: cli.report,
+            html: cli.html,
+            fio_jobs: cli.fio_jobs,
             file_size: cli.file_size,
             ramp: Duration::from_secs_f64(cli.ramp_time),
             depth_sweep_read: matches!(cli.depth_sweep, Some(Saturation::Read | Saturation::Both)),

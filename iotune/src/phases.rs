@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use scheduler::engine::{self, EngineKind, JobResult, JobSpec, Pattern, ShardPlan, TestFile};
+use scheduler::io_properties::DiskProperties;
 use scheduler::topology::served::{self, Coverage, Served, ServedInput, Verdict};
 use scheduler::topology::{CounterSnapshot, Topology};
 use scheduler::Direction;
@@ -89,9 +90,9 @@ impl Outcome {
     }
 
     /// The io-properties `figure` measured by phase `phase`, when a cache served it.
-    pub fn cached_figure(&self, figure: &'static str, phase: &str) -> Option<CachedFigure> {
+    pub fn cached_figure(&self, figure: &str, phase: &str) -> Option<CachedFigure> {
         self.cached().then(|| CachedFigure {
-            figure,
+            figure: figure.to_owned(),
             phase: phase.to_owned(),
             fraction: self.served.fraction.unwrap_or(0.0),
             request_fraction: self.served.request_fraction.unwrap_or(0.0),
@@ -632,24 +633,32 @@ pub fn as_rate(v: f64) -> u64 {
     (v.round() as u64).max(1)
 }
 
-/// Fills `results` from the outcomes.
-pub fn results(
-    sw: &Outcome,
-    sr: &Outcome,
-    rw: &Outcome,
-    rr: &Outcome,
-    rw_size: u64,
-    rr_size: u64,
-) -> Results {
+/// The io-properties entry of `mountpoint` from the four corners' outcomes (no optional keys)
+/// and the random request sizes that measured them.
+pub fn results(mountpoint: &Path, corners: &Corners) -> Results {
     Results {
-        read_iops: as_rate(rr.iops),
-        read_bandwidth: as_rate(sr.bandwidth),
-        write_iops: as_rate(rw.iops),
-        write_bandwidth: as_rate(sw.bandwidth),
-        random_read_request_size: rr_size,
-        random_write_request_size: rw_size,
-        ..Results::default()
+        properties: DiskProperties::new(
+            mountpoint,
+            as_rate(corners.random_read.0.iops),
+            as_rate(corners.sequential_read.bandwidth),
+            as_rate(corners.random_write.0.iops),
+            as_rate(corners.sequential_write.bandwidth),
+        ),
+        random_read_request_size: corners.random_read.1,
+        random_write_request_size: corners.random_write.1,
     }
+}
+
+/// The four phases whose figures io-properties holds.
+pub struct Corners {
+    /// Sequential write: `write_bandwidth`.
+    pub sequential_write: Outcome,
+    /// Sequential read: `read_bandwidth`.
+    pub sequential_read: Outcome,
+    /// Random write and its request size, bytes: `write_iops`.
+    pub random_write: (Outcome, u64),
+    /// Random read and its request size, bytes: `read_iops`.
+    pub random_read: (Outcome, u64),
 }
 
 /// A warning when a phase's requests did not reach the disk at the size it claims to measure:
@@ -784,7 +793,7 @@ mod tests {
             .cached_figure("read_iops", "random read 512")
             .unwrap();
         assert_eq!(
-            (figure.figure, figure.phase.as_str()),
+            (figure.figure.as_str(), figure.phase.as_str()),
             ("read_iops", "random read 512")
         );
         assert!((figure.fraction - 0.1).abs() < 1e-12);

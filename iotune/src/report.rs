@@ -5,33 +5,64 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use scheduler::engine::{EngineKind, JobResult, JobSpec, Pattern, SecondSample};
+use scheduler::io_properties::DiskProperties;
 use scheduler::topology::{Served, Topology};
 use scheduler::Direction;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::stats::{deviation, Latency, Trend};
+use crate::plausibility::Implausible;
+use crate::stats::{deviation, latency_distribution, Latency, LatencyPoint, Trend};
 
 /// Everything a run measured.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     /// "iotune-rs".
-    pub tool: &'static str,
+    pub tool: String,
     /// Crate version.
-    pub version: &'static str,
+    pub version: String,
+    /// The command line, program first (absent in reports of older versions).
+    #[serde(default)]
+    pub command_line: Vec<String>,
+    /// When the run started, RFC 3339, UTC, seconds.
+    #[serde(default)]
+    pub started: String,
     /// I/O engine used.
     pub engine: EngineKind,
     /// Shards (threads, one test file each).
     pub shards: usize,
+    /// CPUs this process may use (its affinity mask).
+    #[serde(default)]
+    pub cpus: usize,
     /// Base duration, seconds.
     pub duration_s: f64,
-    /// "running", "complete", "interrupted" or "failed".
-    pub status: &'static str,
+    /// Where the run is.
+    pub status: Status,
+    /// Checks of the run as a whole that failed (e.g. more shards than CPUs); the per-disk
+    /// ones are in each disk's `plausibility`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plausibility: Vec<Implausible>,
     /// One entry per measured filesystem.
     pub disks: Vec<DiskReport>,
 }
 
+/// Where a run is (the report is rewritten after every phase).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Measuring.
+    Running,
+    /// Every phase ran; the properties file was written (unless `--fs-check`).
+    Complete,
+    /// Stopped by a signal; nothing written.
+    Interrupted,
+    /// Stopped by an error; nothing written.
+    Failed,
+    /// A figure came from a cache and `--allow-cached` was not given; nothing written.
+    Refused,
+}
+
 /// One filesystem's measurement.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DiskReport {
     /// The directory the test files were created in.
     pub evaluation_directory: PathBuf,
@@ -56,19 +87,23 @@ pub struct DiskReport {
     /// The figures written to io-properties.yaml, once known.
     pub results: Option<Results>,
     /// `--depth-sweep`: random IOPS and latency against in-flight depth, per direction.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depth_sweeps: Vec<DepthSweep>,
     /// io-properties figures whose phase the disks did not serve (a cache did): they stop the
     /// properties file from being written unless `--allow-cached` is given.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cached_figures: Vec<CachedFigure>,
+    /// Figures no disk would produce, or that cannot be trusted (a collapsed phase, a CPU-bound
+    /// shard, ...), each with what to do; recomputed after every phase.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plausibility: Vec<Implausible>,
 }
 
 /// An io-properties figure that came from a cache, not from the disk.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CachedFigure {
     /// The io-properties key, e.g. "read_iops".
-    pub figure: &'static str,
+    pub figure: String,
     /// The phase that measured it, e.g. "random read 512".
     pub phase: String,
     /// `device_bytes / completed_bytes` of that phase.
@@ -78,7 +113,7 @@ pub struct CachedFigure {
 }
 
 /// Random IOPS against in-flight depth in one direction, and the knee.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DepthSweep {
     /// Read or write.
     pub direction: Direction,
@@ -95,7 +130,7 @@ pub struct DepthSweep {
 }
 
 /// One depth of a sweep.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DepthPoint {
     /// Requests in flight per shard.
     pub in_flight_per_shard: usize,
@@ -111,7 +146,7 @@ pub struct DepthPoint {
 }
 
 /// A phase: its settings and what each shard measured.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PhaseReport {
     /// e.g. "sequential write", "random read 4096".
     pub name: String,
@@ -142,8 +177,12 @@ pub struct PhaseReport {
     /// error, |t| >= 3 being a trend rather than noise).
     #[serde(flatten)]
     pub trend: Trend,
+    /// Completion latency over all shards at percentiles from 0 to as many nines as the
+    /// requests resolve (at most 99.99), then the maximum as 100.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub latency_distribution: Vec<LatencyPoint>,
     /// With `--sustained`: how the steady window was found (absent otherwise).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sustained: Option<Sustained>,
     /// What each counted device (the leaves; a partition of a plain disk as itself) was sent in
     /// this phase's direction, ramp included (empty without a block device, e.g. on tmpfs).
@@ -152,12 +191,12 @@ pub struct PhaseReport {
     /// Served by the disk: every request the phase completed (ramp included) against the
     /// bytes the devices above moved, and the verdict (`served`, `cached`: the figure came
     /// from a cache, `more`: other I/O or read-modify-write, `unverified` with a `reason`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub served: Option<Served>,
 }
 
 /// How a `--sustained` phase ended.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sustained {
     /// True when the last window drifted within the accuracy; false when `--sustained-max` ran
     /// out first (the figure is then the last window all the same).
@@ -169,7 +208,7 @@ pub struct Sustained {
 }
 
 /// Requests a leaf disk completed during a phase, from its sysfs `stat` counters.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceRequests {
     /// Kernel name of the disk, e.g. "nvme0n1".
     pub device: String,
@@ -185,7 +224,7 @@ pub struct DeviceRequests {
 }
 
 /// Rates of a phase or a shard.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Figures {
     /// Requests per second.
     pub iops: f64,
@@ -200,7 +239,7 @@ pub struct Figures {
 }
 
 /// One shard's figures, samples and CPU use.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ShardFigures {
     /// Rates.
     #[serde(flatten)]
@@ -213,23 +252,13 @@ pub struct ShardFigures {
     pub registered_buffers: bool,
 }
 
-/// The io-properties figures.
-#[derive(Debug, Serialize, Clone, Default)]
+/// The io-properties figures and the random request sizes that measured them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Results {
-    /// ops/s
-    pub read_iops: u64,
-    /// bytes/s
-    pub read_bandwidth: u64,
-    /// ops/s
-    pub write_iops: u64,
-    /// bytes/s
-    pub write_bandwidth: u64,
-    /// bytes
-    pub read_saturation_length: Option<u64>,
-    /// bytes
-    pub write_saturation_length: Option<u64>,
-    /// bytes
-    pub physical_block_size: Option<u64>,
+    /// The entry written to io-properties.yaml (rates in operations/s and bytes/s, lengths in
+    /// bytes), flattened: `read_iops`, `read_bandwidth`, ... sit beside the request sizes.
+    #[serde(flatten)]
+    pub properties: DiskProperties,
     /// Random read request size used, bytes.
     pub random_read_request_size: u64,
     /// Random write request size used, bytes.
@@ -266,6 +295,7 @@ impl PhaseReport {
             deviation: phase_deviation(job.pattern, &per_shard, results),
             latency: Latency::from_ns(&all),
         };
+        let latency_distribution = latency_distribution(&all);
         let trend = Trend::of(&per_second_totals(results));
         PhaseReport {
             name: name.to_string(),
@@ -281,6 +311,7 @@ impl PhaseReport {
             total,
             trend,
             per_shard,
+            latency_distribution,
             sustained: None,
             device_requests: Vec::new(),
             served: None,
@@ -317,6 +348,14 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 impl Report {
+    /// Reads a report written by [`Report::save`].
+    pub fn load(path: &Path) -> Result<Report> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the report {}", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not an iotune report", path.display()))
+    }
+
     /// Writes the report as pretty JSON to `path` (atomically).
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut bytes = serde_json::to_vec_pretty(self).context("cannot serialise the report")?;

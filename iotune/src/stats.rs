@@ -1,7 +1,7 @@
 //! Statistics over a phase's per-second samples and latency histograms.
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Population standard deviation divided by the mean of per-second completed-request counts,
 /// as the reference iotune reports it ("deviation N%"). 0 with fewer than two samples or a
@@ -25,7 +25,7 @@ pub fn deviation(per_second_requests: &[u64]) -> f64 {
 
 /// Trend of a throughput series across its window, by least squares on the per-second counts.
 /// In the report as `drift` and `drift_t`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Trend {
     /// Slope times the window's span, over the mean: -0.08 = fell 8% from first to last second.
     pub drift: f64,
@@ -81,7 +81,7 @@ impl Trend {
 }
 
 /// Completion latency summary, microseconds.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
 pub struct Latency {
     /// Mean.
     pub mean_us: f64,
@@ -110,6 +110,41 @@ impl Latency {
             max_us: us(h.max()),
         }
     }
+}
+
+/// One point of a latency distribution.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LatencyPoint {
+    /// Percentile, 0 to 100 (99.9 = the 99.9th).
+    pub percentile: f64,
+    /// Completion latency at that percentile, microseconds.
+    pub us: f64,
+}
+
+/// The percentile spectrum of a histogram of nanoseconds: ten points per decade of "nines"
+/// (p0, p20.6, .., p90, .., p99, .., p99.9, ..), as far as the sample count resolves (one
+/// nine per decade of requests, at most four), then the maximum as p100. Empty for an empty
+/// histogram.
+pub fn latency_distribution(h: &Histogram<u64>) -> Vec<LatencyPoint> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    let nines = (h.len() as f64).log10().floor().clamp(0.0, 4.0);
+    let steps = (nines * 10.0) as u32;
+    let mut out: Vec<LatencyPoint> = (0..=steps)
+        .map(|i| {
+            let q = 1.0 - 10f64.powf(-(i as f64) / 10.0);
+            LatencyPoint {
+                percentile: q * 100.0,
+                us: h.value_at_quantile(q) as f64 / 1000.0,
+            }
+        })
+        .collect();
+    out.push(LatencyPoint {
+        percentile: 100.0,
+        us: h.max() as f64 / 1000.0,
+    });
+    out
 }
 
 #[cfg(test)]
@@ -143,6 +178,23 @@ mod tests {
         // mean 2.5, var (2.25+0.25+0.25+2.25)/4 = 1.25
         assert!((deviation(&[1, 2, 3, 4]) - 1.25f64.sqrt() / 2.5).abs() < 1e-12);
         assert_eq!(deviation(&[0, 0]), 0.0);
+    }
+
+    #[test]
+    fn latency_distribution_resolves_as_many_nines_as_samples() {
+        let mut h = Histogram::<u64>::new_with_bounds(1, 3_600_000_000_000, 3).unwrap();
+        assert!(latency_distribution(&h).is_empty());
+        for v in 1..=1000u64 {
+            h.record(v * 1000).unwrap();
+        }
+        let d = latency_distribution(&h);
+        // 1000 samples: three nines, ten points each, p0, and the maximum.
+        assert_eq!(d.len(), 32);
+        assert_eq!(d[0].percentile, 0.0);
+        assert!((d[30].percentile - 99.9).abs() < 1e-9, "{:?}", d[30]);
+        assert_eq!(d[31].percentile, 100.0);
+        assert!((d[31].us - 1000.0).abs() <= 1.0);
+        assert!(d.windows(2).all(|w| w[0].us <= w[1].us), "{d:?}");
     }
 
     #[test]

@@ -81,8 +81,8 @@ pub struct Reported {
     pub out: Output,
     /// stderr as text.
     pub stderr: String,
-    /// The parsed `--report` file.
-    pub report: serde_json::Value,
+    /// The `--report` file, read through iotune's own types.
+    pub report: iotune::report::Report,
     /// Where `--properties-file` pointed (it exists only if iotune wrote it).
     pub props: PathBuf,
     /// Where `--options-file` pointed (likewise).
@@ -107,12 +107,12 @@ pub fn iotune_reported(args: &[String]) -> Reported {
     ]));
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!stderr.contains("panicked"), "{stderr}");
-    let text = std::fs::read_to_string(&report)
-        .unwrap_or_else(|e| panic!("no report ({e}), exit {:?}:\n{stderr}", out.status));
+    let report = iotune::report::Report::load(&report)
+        .unwrap_or_else(|e| panic!("no report ({e:#}), exit {:?}:\n{stderr}", out.status));
     Reported {
         out,
         stderr,
-        report: serde_json::from_str(&text).expect("the report is JSON"),
+        report,
         props,
         options,
         _dir: dir,

@@ -4,7 +4,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use e2e::{disk_dir, entries, run, Running};
+use iotune::report::{Report, Status};
 use scheduler::io_properties::IoProperties;
+use scheduler::topology::served::Verdict;
+use scheduler::Direction;
 
 /// Short-run arguments: 4 s base duration, 2 shards, 128 MiB per shard, 1 s ramps.
 fn quick(dir: &Path) -> Vec<String> {
@@ -93,79 +96,68 @@ fn check_full_run(eval: &Path, engine: &str, on_disk: bool) {
         "{engine}: implausible IOPS {d:?}"
     );
 
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    assert_eq!(r["status"], "complete");
-    assert_eq!(r["engine"], engine);
-    assert_eq!(r["shards"], 2);
-    let disk = &r["disks"][0];
-    assert_eq!(disk["mountpoint"], mountpoint.to_str().unwrap());
-    let res = &disk["results"];
-    assert_eq!(res["read_iops"], d.read_iops);
-    assert_eq!(res["write_bandwidth"], d.write_bandwidth);
-    assert!(disk["read_working_set_bytes"].as_u64().unwrap() > 0);
-    assert!(disk["read_working_set_bytes"].as_u64().unwrap() <= (2 * 128) << 20);
-    let phases = disk["phases"].as_array().unwrap();
-    let names: Vec<&str> = phases.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let r = Report::load(&report).unwrap();
+    assert_eq!(r.status, Status::Complete);
+    assert_eq!(r.engine, engine.parse().unwrap());
+    assert_eq!(r.shards, 2);
+    assert!(r.plausibility.is_empty(), "{:?}", r.plausibility);
+    let disk = &r.disks[0];
+    assert_eq!(disk.mountpoint, mountpoint);
+    let res = disk.results.as_ref().expect("results");
+    assert_eq!(&res.properties, d, "the report holds the entry written");
+    assert!(disk.read_working_set_bytes > 0);
+    assert!(disk.read_working_set_bytes <= (2 * 128) << 20);
+    let names: Vec<&str> = disk.phases.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(
         names[..2],
         ["sequential write", "sequential read"],
         "{names:?}"
     );
     assert_eq!(
-        phases[0]["ramp_s"], 3.0,
+        disk.phases[0].ramp_s, 3.0,
         "the warm-up is the sequential write's dropped ramp"
     );
-    for ph in phases {
-        let shards = ph["per_shard"].as_array().unwrap();
-        assert_eq!(shards.len(), 2, "{}", ph["name"]);
-        let total: f64 = shards.iter().map(|s| s["iops"].as_f64().unwrap()).sum();
-        assert!((total - ph["total"]["iops"].as_f64().unwrap()).abs() < 1e-6 * total.max(1.0));
+    for ph in &disk.phases {
+        let name = &ph.name;
+        assert_eq!(ph.per_shard.len(), 2, "{name}");
+        let total: f64 = ph.per_shard.iter().map(|s| s.figures.iops).sum();
+        assert!((total - ph.total.iops).abs() < 1e-6 * total.max(1.0));
         assert!(
-            !shards[0]["samples"].as_array().unwrap().is_empty(),
-            "{}: no per-second samples",
-            ph["name"]
+            !ph.per_shard[0].samples.is_empty(),
+            "{name}: no per-second samples"
         );
+        assert!(ph.total.latency.p99_us >= ph.total.latency.p50_us);
         assert!(
-            ph["total"]["latency"]["p99_us"].as_f64().unwrap()
-                >= ph["total"]["latency"]["p50_us"].as_f64().unwrap()
-        );
-        assert!(
-            ph["drift"].is_f64() && ph["drift_t"].is_f64(),
-            "{}: no trend",
-            ph["name"]
+            ph.trend.drift.is_finite() && ph.trend.t.is_finite(),
+            "{name}: no trend"
         );
         // O_DIRECT: every measured byte went to the disk, which counted it (ramp included).
-        let dev = ph["device_requests"].as_array().unwrap();
+        let dev = &ph.device_requests;
+        let verdict = ph.served.as_ref().expect("a verdict").verdict;
         if on_disk {
-            let measured =
-                ph["total"]["requests"].as_u64().unwrap() * ph["request_size"].as_u64().unwrap();
-            let sent: u64 = dev.iter().map(|d| d["bytes"].as_u64().unwrap()).sum();
+            let measured = ph.total.requests * ph.request_size;
+            let sent: u64 = dev.iter().map(|d| d.bytes).sum();
             assert!(
                 sent >= measured,
-                "{}: disk counted {sent} B, iotune measured {measured} B",
-                ph["name"]
+                "{name}: disk counted {sent} B, iotune measured {measured} B"
             );
             // Never a cache: the shared work disk may serve more (other I/O), never less.
-            let served = &ph["served"];
             assert!(
-                ["served", "more"].contains(&served["verdict"].as_str().unwrap()),
-                "{}: {served}",
-                ph["name"]
+                [Verdict::Served, Verdict::More].contains(&verdict),
+                "{name}: {:?}",
+                ph.served
             );
         } else {
-            assert!(dev.is_empty(), "{}: no disk, yet {dev:?}", ph["name"]);
-            assert_eq!(ph["served"]["verdict"], "unverified", "{}", ph["name"]);
+            assert!(dev.is_empty(), "{name}: no disk, yet {dev:?}");
+            assert_eq!(verdict, Verdict::Unverified, "{name}");
         }
     }
-    let sw = phases
+    let sw = disk
+        .phases
         .iter()
-        .find(|p| p["name"] == "sequential write")
+        .find(|p| p.name == "sequential write")
         .unwrap();
-    assert_eq!(
-        sw["total"]["bandwidth"].as_f64().unwrap().round() as u64,
-        d.write_bandwidth
-    );
+    assert_eq!(sw.total.bandwidth.round() as u64, d.write_bandwidth);
     e2e::assert_empty(eval);
 }
 
@@ -401,18 +393,13 @@ fn optional_probes_write_optional_keys() {
             "physical_block_size"
         ]
     );
-    let names: Vec<String> = r["disks"][0]["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap().to_string())
-        .collect();
+    let names: Vec<String> = r.disks[0].phases.iter().map(|p| p.name.clone()).collect();
     // Probes start at the smallest request the filesystem does directly: the statx DIO
     // alignment, or its block size when statx does not say (smaller ones may be cached).
-    let topo = &r["disks"][0]["topology"];
-    let first = topo["dio_offset_align"]
-        .as_u64()
-        .unwrap_or_else(|| topo["fs_block_size"].as_u64().unwrap())
+    let topo = &r.disks[0].topology;
+    let first = topo
+        .dio_offset_align
+        .map_or(topo.fs_block_size, u64::from)
         .max(512);
     let probes: Vec<&String> = names
         .iter()
@@ -446,32 +433,27 @@ fn optional_probes_write_optional_keys() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    let phases = r["disks"][0]["phases"].as_array().unwrap();
+    let r = Report::load(&report).unwrap();
+    let phases = &r.disks[0].phases;
     for name in [
         "random write 4096",
         "random write 8192",
         "random read 4096",
         "random read 8192",
     ] {
-        assert!(phases.iter().any(|p| p["name"] == name), "{name} missing");
+        assert!(phases.iter().any(|p| p.name == name), "{name} missing");
     }
     let best = |dir: &str| {
         phases
             .iter()
-            .filter(|p| {
-                p["name"]
-                    .as_str()
-                    .unwrap()
-                    .starts_with(&format!("random {dir}"))
-            })
-            .map(|p| p["total"]["iops"].as_f64().unwrap().round() as u64)
+            .filter(|p| p.name.starts_with(&format!("random {dir}")))
+            .map(|p| p.total.iops.round() as u64)
             .max()
             .unwrap()
     };
-    assert_eq!(r["disks"][0]["results"]["write_iops"], best("write"));
-    assert_eq!(r["disks"][0]["results"]["read_iops"], best("read"));
+    let results = &r.disks[0].results.as_ref().unwrap().properties;
+    assert_eq!(results.write_iops, best("write"));
+    assert_eq!(results.read_iops, best("read"));
     // Without --properties-file the YAML goes to stdout.
     assert!(String::from_utf8_lossy(&out.stdout).contains("disks:\n  - mountpoint: "));
     assert!(entries(eval.path()).is_empty());
@@ -486,30 +468,30 @@ fn sustained_mode_measures_a_steady_trailing_window() {
     let done = run_reported(&args);
     let (out, r, props) = (&done.out, &done.report, &done.props);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let phases = r["disks"][0]["phases"].as_array().unwrap();
+    let phases = &r.disks[0].phases;
     assert_eq!(phases.len(), 4, "the four measured phases");
     for ph in phases {
-        let name = ph["name"].as_str().unwrap();
-        let s = &ph["sustained"];
-        let window = s["window_s"].as_f64().unwrap();
+        let name = &ph.name;
+        let s = ph.sustained.as_ref().expect("sustained");
+        let window = s.window_s;
         // The usual windows at --duration 4 are under 5 s: the steady window is 5 s.
         assert_eq!(window, 5.0, "{name}");
-        assert_eq!(ph["measure_s"].as_f64().unwrap(), window, "{name}");
-        for shard in ph["per_shard"].as_array().unwrap() {
-            assert_eq!(shard["samples"].as_array().unwrap().len(), 5, "{name}");
+        assert_eq!(ph.measure_s, window, "{name}");
+        for shard in &ph.per_shard {
+            assert_eq!(shard.samples.len(), 5, "{name}");
         }
-        let settling = s["settling_s"].as_f64().unwrap();
+        let settling = s.settling_s;
         assert!(
             settling + window <= 12.0 + 1.0,
             "{name}: measured past --sustained-max"
         );
-        if s["steady"].as_bool().unwrap() {
+        if s.steady {
             assert!(
                 stderr.contains(&format!("{name}: steady after {settling:.0} s")),
                 "{name}: no steady line:\n{stderr}"
             );
             // The monitor judged per-tick rates; the exact seconds differ a little.
-            assert!(ph["drift"].as_f64().unwrap().abs() <= 0.06, "{name}: {ph}");
+            assert!(ph.trend.drift.abs() <= 0.06, "{name}: {:?}", ph.trend);
         } else {
             assert!(
                 stderr.contains(&format!("WARN: {name}: no steady state")),
@@ -520,7 +502,7 @@ fn sustained_mode_measures_a_steady_trailing_window() {
     let (p, _) = IoProperties::from_file(props).expect("valid io-properties");
     assert_eq!(
         p.disks[0].write_bandwidth,
-        phases[0]["total"]["bandwidth"].as_f64().unwrap().round() as u64,
+        phases[0].total.bandwidth.round() as u64,
         "the figure is the steady window's"
     );
     e2e::assert_empty(eval.path());
@@ -546,40 +528,31 @@ fn depth_sweep_reports_a_knee_and_obeys_littles_law() {
     let (out, r, props) = (&done.out, &done.report, &done.props);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("Measuring random read knee: "), "{stdout}");
-    let sweeps = r["disks"][0]["depth_sweeps"].as_array().unwrap();
+    let sweeps = &r.disks[0].depth_sweeps;
     assert_eq!(sweeps.len(), 1);
     let s = &sweeps[0];
-    assert_eq!(s["direction"], "read");
-    let points = s["points"].as_array().unwrap();
-    let depths: Vec<u64> = points
-        .iter()
-        .map(|p| p["in_flight_per_shard"].as_u64().unwrap())
-        .collect();
+    assert_eq!(s.direction, Direction::Read);
+    let points = &s.points;
+    let depths: Vec<usize> = points.iter().map(|p| p.in_flight_per_shard).collect();
     assert_eq!(
         depths,
         [1, 2, 4, 8, 16, 32],
         "up to twice the random read depth"
     );
-    let knee = s["knee_in_flight_per_shard"].as_u64().unwrap();
+    let knee = s.knee_in_flight_per_shard;
     assert!(depths.contains(&knee));
-    assert_eq!(s["knee_in_flight"].as_u64().unwrap(), knee * 2);
-    let best = points
-        .iter()
-        .map(|p| p["iops"].as_f64().unwrap())
-        .fold(0.0, f64::max);
+    assert_eq!(s.knee_in_flight, knee * 2);
+    let best = points.iter().map(|p| p.iops).fold(0.0, f64::max);
     for p in points {
-        let depth = p["in_flight_per_shard"].as_u64().unwrap() as f64 * 2.0;
-        let held = p["littles_law_in_flight"].as_f64().unwrap();
+        let depth = p.in_flight_per_shard as f64 * 2.0;
+        let held = p.littles_law_in_flight;
         // A closed loop keeps its depth in flight: IOPS x mean latency must give it back.
         assert!(
             held <= depth * 1.05 && held >= depth * 0.7,
-            "{p}: Little's law gives {held} for {depth}"
+            "{p:?}: Little's law gives {held} for {depth}"
         );
-        if p["in_flight_per_shard"].as_u64().unwrap() < knee {
-            assert!(
-                p["iops"].as_f64().unwrap() < 0.95 * best,
-                "{p} is below the knee"
-            );
+        if p.in_flight_per_shard < knee {
+            assert!(p.iops < 0.95 * best, "{p:?} is below the knee");
         }
     }
     // The sweep informs; io-properties keeps the four figures only.

@@ -6,8 +6,9 @@
 use std::path::Path;
 
 use e2e::{disk_dir, io_tester_json, iotune_reported, LoopFs, Reported};
+use iotune::report::{PhaseReport, Status};
 use scheduler::io_properties::IoProperties;
-use scheduler::topology::{Coverage, Topology};
+use scheduler::topology::{Coverage, Topology, Verdict};
 
 /// A short run: 2 s base duration (3 s warm-up, 1 s windows), 2 shards, 128 MiB per shard.
 fn quick(dir: &Path) -> Vec<String> {
@@ -29,29 +30,29 @@ fn quick(dir: &Path) -> Vec<String> {
 }
 
 /// The phases of the first disk, printed with their served fractions for the test log.
-fn phases<'a>(label: &str, r: &'a Reported) -> &'a Vec<serde_json::Value> {
-    let phases = r.report["disks"][0]["phases"].as_array().unwrap();
+fn phases<'a>(label: &str, r: &'a Reported) -> &'a [PhaseReport] {
+    let phases = &r.report.disks[0].phases;
     for p in phases {
-        let s = &p["served"];
+        let s = p.served.as_ref().expect("a verdict");
         println!(
-            "{label}: {:<22} {:>10} completed {:>11} B in {:>8} requests, devices {:>11} B in \
+            "{label}: {:<22} {:>10?} completed {:>11} B in {:>8} requests, devices {:>11} B in \
              {:>8} requests + {:>6} merges: bytes {:.3}, bios {:.3}",
-            p["name"].as_str().unwrap(),
-            s["verdict"].as_str().unwrap(),
-            s["completed_bytes"],
-            s["completed_requests"],
-            s["device_bytes"],
-            s["device_requests"],
-            s["device_merges"],
-            s["fraction"].as_f64().unwrap_or(f64::NAN),
-            s["request_fraction"].as_f64().unwrap_or(f64::NAN),
+            p.name,
+            s.verdict,
+            s.completed_bytes,
+            s.completed_requests,
+            s.device_bytes,
+            s.device_requests,
+            s.device_merges,
+            s.fraction.unwrap_or(f64::NAN),
+            s.request_fraction.unwrap_or(f64::NAN),
         );
     }
     phases
 }
 
-fn verdict(phase: &serde_json::Value) -> &str {
-    phase["served"]["verdict"].as_str().unwrap()
+fn verdict(phase: &PhaseReport) -> Verdict {
+    phase.served.as_ref().expect("a verdict").verdict
 }
 
 #[test]
@@ -83,26 +84,31 @@ fn btrfs_raid0_over_two_loop_devices() {
     // The default run: 4 KiB random requests, both members, every figure served by them.
     let r = iotune_reported(&quick(&eval));
     assert!(r.out.status.success(), "{}", r.stderr);
-    let disk = &r.report["disks"][0];
-    let slaves: Vec<&str> = disk["topology"]["device"]["slaves"]
-        .as_array()
-        .unwrap()
+    let disk = &r.report.disks[0];
+    let slaves: Vec<&str> = disk
+        .topology
+        .device
+        .as_ref()
+        .expect("a device")
+        .slaves
         .iter()
-        .map(|s| s["name"].as_str().unwrap())
+        .map(|s| s.name.as_str())
         .collect();
     assert_eq!(slaves, members, "the report lists both members");
-    assert_eq!(disk["results"]["random_read_request_size"], 4096);
     assert_eq!(
-        disk["phases"][0]["in_flight_per_shard"], 8,
+        disk.results.as_ref().unwrap().random_read_request_size,
+        4096
+    );
+    assert_eq!(
+        disk.phases[0].in_flight_per_shard, 8,
         "sequential depth 4 x 2 leaves"
     );
     for p in phases("btrfs default", &r) {
-        assert_eq!(verdict(p), "served", "{p}");
-        let devices: Vec<&str> = p["device_requests"]
-            .as_array()
-            .unwrap()
+        assert_eq!(verdict(p), Verdict::Served, "{p:?}");
+        let devices: Vec<&str> = p
+            .device_requests
             .iter()
-            .map(|d| d["device"].as_str().unwrap())
+            .map(|d| d.device.as_str())
             .collect();
         assert_eq!(devices, members, "counters of both members");
     }
@@ -133,12 +139,12 @@ fn btrfs_raid0_over_two_loop_devices() {
         r.stderr
     );
     assert!(!r.props.exists() && !r.options.exists(), "nothing written");
-    assert_eq!(r.report["status"], "refused");
+    assert_eq!(r.report.status, Status::Refused);
     let cached = phases("btrfs 512 refused", &r)
         .iter()
-        .find(|p| p["name"] == "random read 512")
+        .find(|p| p.name == "random read 512")
         .unwrap();
-    assert_eq!(verdict(cached), "cached");
+    assert_eq!(verdict(cached), Verdict::Cached);
     // ... unless --allow-cached, which writes it and says where it came from.
     small.push("--allow-cached".into());
     let r = iotune_reported(&small);
@@ -154,8 +160,8 @@ fn btrfs_raid0_over_two_loop_devices() {
         "{}",
         r.stderr
     );
-    let figures = r.report["disks"][0]["cached_figures"].as_array().unwrap();
-    assert_eq!(figures[0]["figure"], "read_iops", "{figures:?}");
+    let figures = &r.report.disks[0].cached_figures;
+    assert_eq!(figures[0].figure, "read_iops", "{figures:?}");
     phases("btrfs 512 allowed", &r);
     e2e::assert_empty(&eval);
 
@@ -210,7 +216,7 @@ fn no_false_alarm_on(label: &str, mkfs: &[&str]) {
     let r = iotune_reported(&both_sizes(&eval));
     assert!(r.out.status.success(), "{label}: {}", r.stderr);
     let phases = phases(label, &r);
-    let names: Vec<&str> = phases.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = phases.iter().map(|p| p.name.as_str()).collect();
     for name in [
         "random write 4096",
         "random write 1048576",
@@ -219,7 +225,7 @@ fn no_false_alarm_on(label: &str, mkfs: &[&str]) {
         assert!(names.contains(&name), "{label}: {names:?}");
     }
     for p in phases {
-        assert_eq!(verdict(p), "served", "{label}: {p}");
+        assert_eq!(verdict(p), Verdict::Served, "{label}: {p:?}");
     }
     assert!(
         !r.stderr.contains("the disks served"),
@@ -258,16 +264,20 @@ fn the_work_disk_raises_no_cache_alarm() {
     let eval = disk_dir();
     let r = iotune_reported(&both_sizes(eval.path()));
     assert!(r.out.status.success(), "{}", r.stderr);
-    let fs_type = r.report["disks"][0]["topology"]["fs_type"].clone();
+    let fs_type = &r.report.disks[0].topology.fs_type;
     for p in phases(&format!("work disk ({fs_type})"), &r) {
         match verdict(p) {
-            "served" => {}
+            Verdict::Served => {}
             // The work disk is shared (other builds and tests write to it meanwhile): more
             // than iotune asked for is the truth there, never less.
-            "more" => println!("note: {}: other I/O shared the work disk", p["name"]),
+            Verdict::More => println!("note: {}: other I/O shared the work disk", p.name),
             // A work disk without a block device (a container's overlayfs) cannot be checked.
-            "unverified" => println!("note: {}: {}", p["name"], p["served"]["reason"]),
-            other => panic!("{other}: {p}"),
+            Verdict::Unverified => println!(
+                "note: {}: {:?}",
+                p.name,
+                p.served.as_ref().and_then(|s| s.reason.as_ref())
+            ),
+            other => panic!("{other:?}: {p:?}"),
         }
     }
     e2e::assert_empty(eval.path());
