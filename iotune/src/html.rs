@@ -630,7 +630,7 @@ pub fn page(report: &Report) -> Result<String> {
         .iter()
         .flat_map(|d| d.warnings.iter().map(move |w| (d, w)))
         .collect();
-    let _ = writeln!(h, "<h2>Warnings</h2>");
+    let _ = writeln!(h, "<h2 id=\"warnings\">Warnings</h2>");
     if plausibility.is_empty() && others.is_empty() {
         let _ = writeln!(h, "<p>None: every plausibility check passed.</p>");
     }
@@ -638,7 +638,7 @@ pub fn page(report: &Report) -> Result<String> {
         let _ = writeln!(
             h,
             "<div class=\"warn\"><b>{}</b>: {}<br><span class=\"fix\">What to do: {}</span></div>",
-            esc(&format!("{:?}", w.check)),
+            esc(w.check.title()),
             esc(&w.message),
             esc(&w.fix)
         );
@@ -657,7 +657,7 @@ pub fn page(report: &Report) -> Result<String> {
         .iter()
         .filter_map(|d| d.results.as_ref().map(|r| r.properties.clone()))
         .collect();
-    let _ = writeln!(h, "<h2>io-properties</h2>");
+    let _ = writeln!(h, "<h2 id=\"io-properties\">io-properties</h2>");
     if written.is_empty() {
         let _ = writeln!(h, "<p>Not measured yet.</p>");
     } else {
@@ -764,11 +764,12 @@ fn disk_section(h: &mut String, disk: &DiskReport) -> Result<()> {
         let _ = writeln!(h, "</table>");
     }
 
-    let _ = writeln!(h, "<h2>Phases</h2>");
+    let _ = writeln!(h, "<h2 id=\"phases\">Phases</h2>");
     for phase in disk.phases.iter().filter(|p| !p.dropped) {
         let _ = writeln!(
             h,
-            "<h3>{}</h3><p class=\"settings\">{} shard(s) × {} in flight × {} B requests; {:.1} s ramp dropped, {:.1} s measured: <b>{:.0} IOPS, {:.1} MiB/s</b>, p50 {}, p99 {}, p99.9 {}{}</p>",
+            "<h3 id=\"{}\">{}</h3><p class=\"settings\">{} shard(s) × {} in flight × {} B requests; {:.1} s ramp dropped, {:.1} s measured: <b>{:.0} IOPS, {:.1} MiB/s</b>, p50 {}, p99 {}, p99.9 {}{}</p>",
+            esc(&phase.name.replace(' ', "-")),
             esc(&phase.name),
             phase.shards,
             phase.in_flight_per_shard,
@@ -806,7 +807,11 @@ fn disk_section(h: &mut String, disk: &DiskReport) -> Result<()> {
         let _ = writeln!(h, "</table>");
     }
     for s in &disk.depth_sweeps {
-        let _ = writeln!(h, "<h2>Depth sweep: random {}</h2>", s.direction);
+        let _ = writeln!(
+            h,
+            "<h2 id=\"sweep-{0}\">Depth sweep: random {0}</h2>",
+            s.direction
+        );
         h.push_str(&sweep_svg(s)?);
         h.push('\n');
     }
@@ -848,6 +853,7 @@ mod tests {
                 })
                 .collect(),
             cpu_s: 0.1,
+            runqueue_wait_s: 0.0,
             registered_buffers: true,
         };
         PhaseReport {

@@ -580,8 +580,9 @@ impl Measurement<'_> {
     /// Re-runs the plausibility checks (printing the ones new since the last save) and
     /// rewrites the outputs.
     fn save(&mut self) -> Result<()> {
+        let engine = self.report.engine;
         let disk = self.disk();
-        let found = plausibility::check_disk(disk);
+        let found = plausibility::check_disk(disk, engine);
         for w in found.iter().filter(|w| !disk.plausibility.contains(w)) {
             eprintln!("WARN: {w}");
         }

@@ -11,11 +11,11 @@
 
 use std::fmt;
 
-use scheduler::engine::Pattern;
+use scheduler::engine::{EngineKind, Pattern};
 use scheduler::Direction;
 use serde::{Deserialize, Serialize};
 
-use crate::report::{DiskReport, PhaseReport};
+use crate::report::{DepthSweep, DiskReport, PhaseReport};
 
 /// Which check failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +31,19 @@ pub enum Check {
     BelowDepthOne,
     /// More shards than CPUs this process may use.
     MoreShardsThanCpus,
+}
+
+impl Check {
+    /// A short title for a person ("CPU-bound shard").
+    pub fn title(self) -> &'static str {
+        match self {
+            Check::CollapsedPhase => "Collapsed phase",
+            Check::CpuBound => "CPU-bound shard",
+            Check::HighDeviation => "Deviation too high to trust",
+            Check::BelowDepthOne => "Random IOPS below depth 1",
+            Check::MoreShardsThanCpus => "More shards than CPUs",
+        }
+    }
 }
 
 /// A failed check: what was seen and what to do.
@@ -53,8 +66,10 @@ impl fmt::Display for Implausible {
     }
 }
 
-/// A shard whose CPU time (user + system) reached this share of its phase's wall time (ramp
-/// and measured window) was busy all along: the figure is what its CPU could submit.
+/// A shard whose CPU time (user + system) plus the time it waited for a CPU reached this share
+/// of its phase's wall time (ramp and measured window) never waited for the disk: the figure
+/// is what its CPU could submit. Counting the run-queue wait keeps the verdict when other
+/// work shares the CPU.
 pub const CPU_BOUND_SHARE: f64 = 0.9;
 
 /// A phase deviation (population std / mean of per-second completions) above this is too
@@ -89,11 +104,17 @@ pub fn more_shards_than_cpus(shards: usize, cpus: usize) -> Option<Implausible> 
     })
 }
 
-/// The per-disk checks over what `disk` holds so far (phases, results, sweeps).
-pub fn check_disk(disk: &DiskReport) -> Vec<Implausible> {
+/// The per-disk checks over what `disk` holds so far (phases, results, sweeps), measured with
+/// `engine`.
+pub fn check_disk(disk: &DiskReport, engine: EngineKind) -> Vec<Implausible> {
     let mut out = Vec::new();
     for phase in disk.phases.iter().filter(|p| !p.dropped) {
-        out.extend(cpu_bound(phase));
+        // The threads engine runs `in_flight` threads per shard, each on its own clock.
+        let threads = match engine {
+            EngineKind::Uring => 1,
+            EngineKind::Threads => phase.in_flight_per_shard.max(1),
+        };
+        out.extend(cpu_bound(phase, threads));
         out.extend(high_deviation(phase));
     }
     out.extend(collapsed(disk, Direction::Read));
@@ -102,23 +123,32 @@ pub fn check_disk(disk: &DiskReport) -> Vec<Implausible> {
     out
 }
 
-fn cpu_bound(phase: &PhaseReport) -> Option<Implausible> {
-    let wall = phase.ramp_s + phase.measure_s;
+/// `threads`: the threads a shard ran (their times add up).
+fn cpu_bound(phase: &PhaseReport, threads: usize) -> Option<Implausible> {
+    let wall = (phase.ramp_s + phase.measure_s) * threads as f64;
+    let busy = |s: &crate::report::ShardFigures| s.cpu_s + s.runqueue_wait_s;
     let (i, shard) = phase
         .per_shard
         .iter()
         .enumerate()
-        .max_by(|a, b| a.1.cpu_s.total_cmp(&b.1.cpu_s))?;
-    let share = shard.cpu_s / wall;
+        .max_by(|a, b| busy(a.1).total_cmp(&busy(b.1)))?;
+    let share = busy(shard) / wall;
     (wall > 0.0 && share >= CPU_BOUND_SHARE).then(|| Implausible {
         check: Check::CpuBound,
         phase: Some(phase.name.clone()),
         message: format!(
-            "{}: shard {i} used {:.1} s of CPU in {:.1} s ({:.0}%): it was CPU-bound, so {:.0} \
-             IOPS is what its CPU could submit, not what the disk can do",
+            "{}: shard {i} ran on its CPU for {:.1} s and waited for it {:.1} s of the phase's \
+             {:.1} s{} ({:.0}%): it was CPU-bound, never waiting for the disk, so {:.0} IOPS is \
+             what its CPU could submit, not what the disk can do",
             phase.name,
             shard.cpu_s,
+            shard.runqueue_wait_s,
             wall,
+            if threads > 1 {
+                format!(" ({threads} threads)")
+            } else {
+                String::new()
+            },
             share * 100.0,
             phase.total.iops
         ),
@@ -253,29 +283,36 @@ fn below_depth_one(disk: &DiskReport) -> Vec<Implausible> {
     disk.depth_sweeps
         .iter()
         .filter_map(|sweep| {
-            let one = sweep.points.iter().find(|p| p.in_flight_per_shard == 1)?;
-            let (iops, depth) = match sweep.direction {
-                Direction::Read => (results.properties.read_iops, "--random-read-io-depth"),
-                Direction::Write => (results.properties.write_iops, "--random-write-io-depth"),
+            let iops = match sweep.direction {
+                Direction::Read => results.properties.read_iops,
+                Direction::Write => results.properties.write_iops,
             };
-            let iops = iops as f64;
-            (iops < BELOW_DEPTH_ONE * one.iops).then(|| Implausible {
-                check: Check::BelowDepthOne,
-                phase: None,
-                message: format!(
-                    "random {} IOPS {iops:.0} are below the {:.0} IOPS of depth 1 in the depth \
-                     sweep: more requests in flight delivered less (a collapsed phase, a queue \
-                     that thrashes, or CPU contention)",
-                    sweep.direction, one.iops
-                ),
-                fix: format!(
-                    "measure again; if it repeats, set {depth} to the sweep's knee ({} per \
-                     shard)",
-                    sweep.knee_in_flight_per_shard
-                ),
-            })
+            judge_depth_one(sweep, iops as f64)
         })
         .collect()
+}
+
+/// The below-depth-1 check of a sweep against the random phase's `iops` in its direction.
+fn judge_depth_one(sweep: &DepthSweep, iops: f64) -> Option<Implausible> {
+    let one = sweep.points.iter().find(|p| p.in_flight_per_shard == 1)?;
+    let depth = match sweep.direction {
+        Direction::Read => "--random-read-io-depth",
+        Direction::Write => "--random-write-io-depth",
+    };
+    (iops < BELOW_DEPTH_ONE * one.iops).then(|| Implausible {
+        check: Check::BelowDepthOne,
+        phase: None,
+        message: format!(
+            "random {} IOPS {iops:.0} are below the {:.0} IOPS of depth 1 in the depth sweep: \
+             more requests in flight delivered less (a collapsed phase, a queue that thrashes, \
+             or CPU contention)",
+            sweep.direction, one.iops
+        ),
+        fix: format!(
+            "measure again; if it repeats, set {depth} to the sweep's knee ({} per shard)",
+            sweep.knee_in_flight_per_shard
+        ),
+    })
 }
 
 #[cfg(test)]
@@ -313,6 +350,7 @@ mod tests {
                 },
                 samples: Vec::new(),
                 cpu_s: 1.0,
+                runqueue_wait_s: 0.1,
                 registered_buffers: true,
             }],
             trend: Trend::default(),
@@ -353,12 +391,14 @@ mod tests {
     #[test]
     fn cpu_bound_and_deviation() {
         let mut p = phase("random read 4096", Pattern::Random, 4096, 1e5);
-        assert!(cpu_bound(&p).is_none() && high_deviation(&p).is_none());
-        p.per_shard[0].cpu_s = 4.8;
-        let w = cpu_bound(&p).expect("5 s wall, 4.8 s CPU");
+        assert!(cpu_bound(&p, 1).is_none() && high_deviation(&p).is_none());
+        p.per_shard[0].cpu_s = 3.2;
+        p.per_shard[0].runqueue_wait_s = 1.5;
+        let w = cpu_bound(&p, 1).expect("5 s wall, 3.2 s on the CPU, 1.5 s waiting for it");
         assert!(
-            w.message
-                .contains("shard 0 used 4.8 s of CPU in 5.0 s (96%)"),
+            w.message.contains(
+                "shard 0 ran on its CPU for 3.2 s and waited for it 1.5 s of the phase's 5.0 s (94%)"
+            ),
             "{w}"
         );
         assert!(w.fix.contains("--smp"));
@@ -366,6 +406,39 @@ mod tests {
         let w = high_deviation(&p).expect("43%");
         assert_eq!(w.check, Check::HighDeviation);
         assert!(w.message.contains("deviation 43%"), "{w}");
+    }
+
+    #[test]
+    fn random_iops_below_depth_one() {
+        let point = |d: usize, iops: f64| crate::report::DepthPoint {
+            in_flight_per_shard: d,
+            iops,
+            mean_us: 0.0,
+            p99_us: 0.0,
+            littles_law_in_flight: 0.0,
+        };
+        let sweep = DepthSweep {
+            direction: Direction::Read,
+            request_size: 4096,
+            shards: 2,
+            points: vec![point(1, 30e3), point(2, 50e3), point(4, 80e3)],
+            knee_in_flight_per_shard: 4,
+            knee_in_flight: 8,
+        };
+        assert!(judge_depth_one(&sweep, 85e3).is_none());
+        assert!(judge_depth_one(&sweep, 28e3).is_none(), "within 10%");
+        let w = judge_depth_one(&sweep, 12e3).expect("below depth 1");
+        assert_eq!(w.check, Check::BelowDepthOne);
+        assert!(
+            w.message
+                .contains("random read IOPS 12000 are below the 30000 IOPS of depth 1"),
+            "{w}"
+        );
+        assert!(
+            w.fix
+                .contains("--random-read-io-depth to the sweep's knee (4 per shard)"),
+            "{w}"
+        );
     }
 
     #[test]

@@ -248,6 +248,9 @@ pub struct ShardFigures {
     pub samples: Vec<SecondSample>,
     /// CPU seconds (user + system) used by the shard.
     pub cpu_s: f64,
+    /// Seconds the shard was ready to run but waited for a CPU (other work had it).
+    #[serde(default)]
+    pub runqueue_wait_s: f64,
     /// io_uring with registered file and buffers.
     pub registered_buffers: bool,
 }
@@ -281,6 +284,7 @@ impl PhaseReport {
                 },
                 samples: r.samples.clone(),
                 cpu_s: r.cpu.as_secs_f64(),
+                runqueue_wait_s: r.runqueue_wait.as_secs_f64(),
                 registered_buffers: r.registered,
             })
             .collect();

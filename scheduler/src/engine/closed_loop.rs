@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use super::job::{JobResult, JobSpec, Pattern, Recorder, Stream};
 use super::ring::{Ring, RingRequest};
-use super::{thread_cpu_time, EngineError, EngineKind, Live};
+use super::{thread_cpu_time, thread_runqueue_wait, EngineError, EngineKind, Live};
 use crate::Direction;
 
 /// Runs `job` on file `fd` with buffers aligned to `align` bytes.
@@ -64,6 +64,7 @@ fn uring_job(
         .seed(seed)
         .build()?;
     let cpu_start = thread_cpu_time();
+    let wait_start = thread_runqueue_wait();
     let start = Instant::now();
     let mut stream = Stream::new(job, seed);
     let halt = AtomicBool::new(false);
@@ -78,7 +79,9 @@ fn uring_job(
         return Err(EngineError::Interrupted);
     }
     let cpu = thread_cpu_time().saturating_sub(cpu_start);
-    Ok(rec.finish(job, stream.cursor(), cpu, ring.registered()))
+    let mut result = rec.finish(job, stream.cursor(), cpu, ring.registered());
+    result.runqueue_wait = thread_runqueue_wait().saturating_sub(wait_start);
+    Ok(result)
 }
 
 fn threads_job(
@@ -101,73 +104,80 @@ fn threads_job(
     };
     let start = Instant::now();
 
-    let outcomes: Vec<Result<(Recorder, Duration), EngineError>> = std::thread::scope(|scope| {
-        let mut handles = Vec::with_capacity(depth);
-        let mut spawn_error = None;
-        for w in 0..depth {
-            let (shared, signals) = (&shared, &signals);
-            let worker_seed = seed ^ (w as u64 + 1).wrapping_mul(0x9e37_79b9);
-            let spawned = std::thread::Builder::new()
-                .name(format!("job-worker-{w}"))
-                .spawn_scoped(scope, move || {
-                    let outcome = (|| {
-                        let mut ring = Ring::builder(EngineKind::Threads)
-                            .slot_size(job.request_size as usize)
-                            .files(&[fd])
-                            .buffer_align(align)
-                            .seed(worker_seed)
-                            .build_blocking()?;
-                        let cpu_start = thread_cpu_time();
-                        // Stamps stay unique across the threads: each counts in its own range.
-                        let first_sequence = (w as u64 + 1) << 40;
-                        let rec = if sequential {
-                            let next = || {
-                                shared
-                                    .lock()
-                                    .unwrap_or_else(|p| p.into_inner())
-                                    .next_offset()
+    let outcomes: Vec<Result<(Recorder, Duration, Duration), EngineError>> =
+        std::thread::scope(|scope| {
+            let mut handles = Vec::with_capacity(depth);
+            let mut spawn_error = None;
+            for w in 0..depth {
+                let (shared, signals) = (&shared, &signals);
+                let worker_seed = seed ^ (w as u64 + 1).wrapping_mul(0x9e37_79b9);
+                let spawned = std::thread::Builder::new()
+                    .name(format!("job-worker-{w}"))
+                    .spawn_scoped(scope, move || {
+                        let outcome = (|| {
+                            let mut ring = Ring::builder(EngineKind::Threads)
+                                .slot_size(job.request_size as usize)
+                                .files(&[fd])
+                                .buffer_align(align)
+                                .seed(worker_seed)
+                                .build_blocking()?;
+                            let cpu_start = thread_cpu_time();
+                            let wait_start = thread_runqueue_wait();
+                            // Stamps stay unique across the threads: each counts in its own range.
+                            let first_sequence = (w as u64 + 1) << 40;
+                            let rec = if sequential {
+                                let next = || {
+                                    shared
+                                        .lock()
+                                        .unwrap_or_else(|p| p.into_inner())
+                                        .next_offset()
+                                };
+                                run_loop(&mut ring, job, start, first_sequence, next, signals)?
+                            } else {
+                                let mut own = Stream::new(job, worker_seed);
+                                let next = || own.next_offset();
+                                run_loop(&mut ring, job, start, first_sequence, next, signals)?
                             };
-                            run_loop(&mut ring, job, start, first_sequence, next, signals)?
-                        } else {
-                            let mut own = Stream::new(job, worker_seed);
-                            let next = || own.next_offset();
-                            run_loop(&mut ring, job, start, first_sequence, next, signals)?
-                        };
-                        Ok((rec, thread_cpu_time().saturating_sub(cpu_start)))
-                    })();
-                    if outcome.is_err() {
-                        signals.halt.store(true, Ordering::Relaxed);
+                            Ok((
+                                rec,
+                                thread_cpu_time().saturating_sub(cpu_start),
+                                thread_runqueue_wait().saturating_sub(wait_start),
+                            ))
+                        })();
+                        if outcome.is_err() {
+                            signals.halt.store(true, Ordering::Relaxed);
+                        }
+                        outcome
+                    });
+                match spawned {
+                    Ok(h) => handles.push(h),
+                    Err(source) => {
+                        halt.store(true, Ordering::Relaxed);
+                        spawn_error = Some(EngineError::Thread { source });
+                        break;
                     }
-                    outcome
-                });
-            match spawned {
-                Ok(h) => handles.push(h),
-                Err(source) => {
-                    halt.store(true, Ordering::Relaxed);
-                    spawn_error = Some(EngineError::Thread { source });
-                    break;
                 }
             }
-        }
-        let mut out: Vec<_> = handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(EngineError::InvalidJob("a worker thread panicked".into()))
+            let mut out: Vec<_> = handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(EngineError::InvalidJob("a worker thread panicked".into()))
+                    })
                 })
-            })
-            .collect();
-        if let Some(e) = spawn_error {
-            out.insert(0, Err(e));
-        }
-        out
-    });
+                .collect();
+            if let Some(e) = spawn_error {
+                out.insert(0, Err(e));
+            }
+            out
+        });
 
     let mut total: Option<Recorder> = None;
-    let mut cpu = Duration::ZERO;
+    let (mut cpu, mut waited) = (Duration::ZERO, Duration::ZERO);
     for outcome in outcomes {
-        let (rec, c) = outcome.map_err(|e| full_filesystem(e, fd))?;
+        let (rec, c, w) = outcome.map_err(|e| full_filesystem(e, fd))?;
         cpu += c;
+        waited += w;
         match &mut total {
             None => total = Some(rec),
             Some(t) => t.merge(&rec),
@@ -182,7 +192,9 @@ fn threads_job(
         .into_inner()
         .unwrap_or_else(|p| p.into_inner())
         .cursor();
-    Ok(total.finish(job, cursor, cpu, false))
+    let mut result = total.finish(job, cursor, cpu, false);
+    result.runqueue_wait = waited;
+    Ok(result)
 }
 
 /// How often a loop adds its completions to the job's `Live` count.

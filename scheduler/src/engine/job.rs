@@ -75,6 +75,10 @@ pub struct JobResult {
     pub next_offset: u64,
     /// CPU time (user + system) the shard's thread(s) spent in the job.
     pub cpu: Duration,
+    /// Time the shard's thread(s) were ready to run but waited for a CPU (the scheduler's run
+    /// queue, `/proc/thread-self/schedstat`; zero where the kernel does not keep it). With
+    /// `cpu` close to the job's wall time, the job never waited for the disk.
+    pub runqueue_wait: Duration,
     /// Requests submitted with a registered (fixed) buffer and file (io_uring only).
     pub registered: bool,
 }
@@ -349,6 +353,7 @@ impl Recorder {
             written_end: self.written_end,
             next_offset,
             cpu,
+            runqueue_wait: Duration::ZERO,
             registered,
         }
     }

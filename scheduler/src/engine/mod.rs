@@ -428,6 +428,16 @@ pub fn thread_cpu_time() -> Duration {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
+/// Time the calling thread has spent ready to run but waiting for a CPU, from
+/// `/proc/thread-self/schedstat` (its second field, nanoseconds); zero where the kernel does
+/// not keep it.
+pub fn thread_runqueue_wait() -> Duration {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(Duration::ZERO, Duration::from_nanos)
+}
+
 /// Voluntary context switches of the calling thread so far.
 pub(crate) fn voluntary_switches() -> u64 {
     rusage_thread().ru_nvcsw as u64
