@@ -25,13 +25,14 @@
 //! `files_count` except for `unlink`, `data_size` and the file options for `cpu`, `batch` and
 //! `pause_distribution` without `rps`, `iov_count` without `vectorized: true`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use serde::{Serialize, Serializer};
-use serde_yaml::{Mapping, Value};
+use yaml_tree::{Map, Node, Value};
 
-use super::locate::Seg::{self, Index, Key};
+use super::reader::Seg::{self, Index, Key};
 use super::reader::{load_list, Entry};
 use super::units::{
     bool_value, describe, duration_value, size_value, text_value, u32_value, u64_value,
@@ -146,8 +147,9 @@ impl JobKind {
 pub enum Shards {
     /// `shards: all`: every shard of the run.
     All,
-    /// `shards: [0, 2]`: these shards (distinct, in file order). Ids at or beyond the run's
-    /// shard count run nothing, as in the reference.
+    /// `shards: [0, 2]`: these shards (distinct, in file order). Every id must be below the
+    /// run's shard count ([`check_shards`]); the reference silently runs nothing for the
+    /// others, which can drop a whole job.
     List(Vec<u32>),
 }
 
@@ -252,6 +254,9 @@ pub struct KeyLines {
     pub class: Option<usize>,
     /// `shard_info.bandwidth`.
     pub bandwidth: Option<usize>,
+    /// Each id of a `shards` list (empty for `all`), which is checked against the run's
+    /// shard count (not a `shard_info` key).
+    pub shards: Vec<usize>,
 }
 
 impl Default for ShardInfo {
@@ -362,6 +367,54 @@ pub fn per_shard_data_size(job: &Job, nshards: u32) -> u64 {
     }
 }
 
+/// Checks that every shard id a job lists exists in a run of `nshards` shards (`--smp`).
+///
+/// # Errors
+///
+/// [`JobError::Entry`] for the first id at or beyond `nshards`, naming the job, the id, its
+/// line and the shard count: the job would otherwise run on fewer shards than written, or on
+/// none at all and vanish from the report.
+pub fn check_shards(jobs: &[Job], nshards: u32, source: &str) -> Result<(), JobError> {
+    for job in jobs {
+        let Shards::List(ids) = &job.shards else {
+            continue;
+        };
+        let Some(i) = ids.iter().position(|&id| id >= nshards) else {
+            continue;
+        };
+        let consequence = if ids.iter().all(|&id| id >= nshards) {
+            "the job would run on no shard"
+        } else {
+            "the job would not run there"
+        };
+        let ids_range = match nshards {
+            0 => "none".to_owned(),
+            1 => "only 0".to_owned(),
+            n => format!("0 to {}", n - 1),
+        };
+        return Err(JobError::Entry {
+            file: source.to_owned(),
+            entry: format!("job '{}'", job.name),
+            line: job.line,
+            key: format!("shards[{i}]"),
+            key_line: job
+                .shard_info
+                .key_lines
+                .shards
+                .get(i)
+                .copied()
+                .unwrap_or(job.line),
+            message: format!(
+                "shard {} does not exist: the run has {nshards} shard{} (--smp {nshards}; ids {ids_range}), \
+                 so {consequence}; list existing shards, write `shards: all`, or raise --smp",
+                ids[i],
+                if nshards == 1 { "" } else { "s" },
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Parses and validates a job file: a YAML list of jobs. `source` names the file in errors.
 ///
 /// # Errors
@@ -371,12 +424,27 @@ pub fn per_shard_data_size(job: &Job, nshards: u32) -> u64 {
 /// missing or invalid `name` or `type`, a duplicate name, a bad value, or a combination of keys
 /// that cannot work (see the module documentation).
 pub fn parse_jobs(text: &str, source: &str) -> Result<Vec<Job>, JobError> {
-    let entries = load_list(text, source, "jobs", "- name: ...")?;
+    parse_jobs_with_stop(text, source, None)
+}
+
+/// [`parse_jobs`], giving up as soon as `stop` is set (it is read while parsing and between
+/// jobs).
+///
+/// # Errors
+///
+/// As [`parse_jobs`], and [`JobError::Interrupted`] once `stop` is set.
+pub fn parse_jobs_with_stop(
+    text: &str,
+    source: &str,
+    stop: Option<&AtomicBool>,
+) -> Result<Vec<Job>, JobError> {
+    let entries = load_list(text, source, "jobs", "- name: ...", stop)?;
     let mut jobs: Vec<Job> = Vec::with_capacity(entries.len());
     let mut names: HashMap<String, usize> = HashMap::new();
     for (index, value) in entries.iter().enumerate() {
-        let entry = &mut Entry::new(text, source, index, "job");
-        let job = read_job(entry, value)?;
+        super::check_stop(stop, source)?;
+        let entry = &mut Entry::new(value, source, index, "job");
+        let job = read_job(entry)?;
         if let Some(&first) = names.get(&job.name) {
             return Err(entry.err(
                 &[Key("name")],
@@ -393,17 +461,20 @@ pub fn parse_jobs(text: &str, source: &str) -> Result<Vec<Job>, JobError> {
 }
 
 /// Validates one job.
-fn read_job(entry: &mut Entry<'_>, value: &Value) -> Result<Job, JobError> {
-    let map = entry.mapping(value, "name: ..., type: ..., shards: ...")?;
+fn read_job(entry: &mut Entry<'_>) -> Result<Job, JobError> {
+    let map = entry.mapping("name: ..., type: ..., shards: ...")?;
 
     let name = match map.get("name") {
         None => return Err(entry.err(&[Key("name")], "missing; every job needs a unique `name`")),
         Some(v) => text_value(v).map_err(|m| entry.err(&[Key("name")], m))?,
     };
-    if name.is_empty() || name.contains(['/', '\0']) {
+    if name.is_empty() || name.contains('/') || name.contains(char::is_control) {
         return Err(entry.err(
             &[Key("name")],
-            format!("`{name}` cannot be used: a job name must be non-empty and contain no `/`"),
+            format!(
+                "`{name}` cannot be used: a job name must be non-empty and contain no `/` and no \
+                 control character (it names files and report entries)"
+            ),
         ));
     }
     entry.set_name(&name);
@@ -420,21 +491,23 @@ fn read_job(entry: &mut Entry<'_>, value: &Value) -> Result<Job, JobError> {
 
     let kind = match map.get("type") {
         None => return Err(entry.err(&[Key("type")], format!("missing; {}", type_list()))),
-        Some(Value::String(t)) => JobKind::from_name(t).ok_or_else(|| {
-            entry.err(
-                &[Key("type")],
-                format!("unknown job type `{t}`; {}", type_list()),
-            )
-        })?,
-        Some(other) => {
-            return Err(entry.err(
-                &[Key("type")],
-                format!("got {}; {}", describe(other), type_list()),
-            ))
-        }
+        Some(node) => match &node.value {
+            Value::String(t) => JobKind::from_name(t).ok_or_else(|| {
+                entry.err(
+                    &[Key("type")],
+                    format!("unknown job type `{t}`; {}", type_list()),
+                )
+            })?,
+            _ => {
+                return Err(entry.err(
+                    &[Key("type")],
+                    format!("got {}; {}", describe(node), type_list()),
+                ))
+            }
+        },
     };
 
-    let shards = read_shards(entry, map)?;
+    let (shards, shard_lines) = read_shards(entry, map)?;
 
     let data_size = get(entry, map, &[], "data_size", size_value)?;
     if data_size.is_some() {
@@ -474,10 +547,11 @@ fn read_job(entry: &mut Entry<'_>, value: &Value) -> Result<Job, JobError> {
         }
     }
 
-    let shard_info = match entry.section(map, &[], "shard_info")? {
+    let mut shard_info = match entry.section(map, &[], "shard_info")? {
         Some(section) => read_shard_info(entry, kind, section)?,
         None => ShardInfo::default(),
     };
+    shard_info.key_lines.shards = shard_lines;
 
     let mut options = match entry.section(map, &[], "options")? {
         Some(section) => read_options(entry, kind, &shard_info, section)?,
@@ -522,38 +596,43 @@ fn type_list() -> String {
         .to_owned()
 }
 
-/// Reads `shards`.
-fn read_shards(entry: &Entry<'_>, map: &Mapping) -> Result<Shards, JobError> {
+/// Reads `shards`, with the line of each listed id.
+fn read_shards(entry: &Entry<'_>, map: &Map) -> Result<(Shards, Vec<usize>), JobError> {
     const EXPECTED: &str = "expected `all` or a list of shard ids such as `[0, 1]`";
-    match map.get("shards") {
-        None => Err(entry.err(&[Key("shards")], format!("missing; {EXPECTED}"))),
-        Some(Value::String(s)) if s == "all" => Ok(Shards::All),
-        Some(Value::Sequence(items)) if items.is_empty() => {
+    let Some(node) = map.get("shards") else {
+        return Err(entry.err(&[Key("shards")], format!("missing; {EXPECTED}")));
+    };
+    match &node.value {
+        Value::String(s) if s == "all" => Ok((Shards::All, Vec::new())),
+        Value::Seq(items) if items.is_empty() => {
             Err(entry.err(&[Key("shards")], format!("the list is empty; {EXPECTED}")))
         }
-        Some(Value::Sequence(items)) => {
+        Value::Seq(items) => {
             let mut ids = Vec::with_capacity(items.len());
+            let mut lines = Vec::with_capacity(items.len());
+            let mut seen = HashSet::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
                 let at = [Key("shards"), Index(i)];
                 let id = u32_value(item).map_err(|m| {
                     entry.err(&at, format!("{m}; shard ids are non-negative integers"))
                 })?;
-                if ids.contains(&id) {
+                if !seen.insert(id) {
                     return Err(entry.err(&at, format!("shard {id} is listed twice")));
                 }
                 ids.push(id);
+                lines.push(entry.key_line(&at));
             }
-            Ok(Shards::List(ids))
+            Ok((Shards::List(ids), lines))
         }
-        Some(other) => Err(entry.err(
+        _ => Err(entry.err(
             &[Key("shards")],
-            format!("got {}; {EXPECTED}", describe(other)),
+            format!("got {}; {EXPECTED}", describe(node)),
         )),
     }
 }
 
 /// Reads `shard_info`.
-fn read_shard_info(entry: &Entry<'_>, kind: JobKind, map: &Mapping) -> Result<ShardInfo, JobError> {
+fn read_shard_info(entry: &Entry<'_>, kind: JobKind, map: &Map) -> Result<ShardInfo, JobError> {
     const S: &[Seg<'static>] = &[Key("shard_info")];
     let at = |key: &'static str| [Key("shard_info"), Key(key)];
     entry.check_keys(map, S, SHARD_INFO_KEYS, |key| {
@@ -689,7 +768,7 @@ fn read_options(
     entry: &Entry<'_>,
     kind: JobKind,
     shard_info: &ShardInfo,
-    map: &Mapping,
+    map: &Map,
 ) -> Result<JobOptions, JobError> {
     const S: &[Seg<'static>] = &[Key("options")];
     let at = |key: &'static str| [Key("options"), Key(key)];
@@ -707,7 +786,7 @@ fn read_options(
             "fallocate",
         ]
         .into_iter()
-        .find(|k| map.contains_key(*k));
+        .find(|k| map.contains_key(k));
         if let Some(key) = file_option {
             return Err(not_for(entry, &at(key), "cpu jobs, which use no file"));
         }
@@ -777,10 +856,10 @@ fn nanos<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 /// Reads `key` of `map` (at `path`) with `parse`, naming the key in the error.
 fn get<T>(
     entry: &Entry<'_>,
-    map: &Mapping,
+    map: &Map,
     path: &[Seg<'static>],
     key: &'static str,
-    parse: impl Fn(&Value) -> Result<T, String>,
+    parse: impl Fn(&Node) -> Result<T, String>,
 ) -> Result<Option<T>, JobError> {
     let Some(value) = map.get(key) else {
         return Ok(None);
@@ -1339,7 +1418,8 @@ mod tests {
             KeyLines {
                 shares: Some(5),
                 class: Some(6),
-                bandwidth: Some(7)
+                bandwidth: Some(7),
+                shards: Vec::new(),
             }
         );
     }
