@@ -1589,4 +1589,151 @@ mod tests {
         assert_eq!(jobs[1].shard_info.reqsize, 8192);
         assert_eq!(jobs[1].line, 6);
     }
+
+    /// `n` jobs in block style, 9 lines each; the last one has a bad `reqsize`.
+    fn jobs_last_bad(n: usize) -> String {
+        let mut text = String::new();
+        for i in 1..=n {
+            let reqsize = if i == n { "1000" } else { "4kB" };
+            text.push_str(&format!(
+                "- name: job{i}\n  type: randread\n  shards: all\n  data_size: 1GB\n  shard_info:\n    parallelism: 2\n    reqsize: {reqsize}\n    shares: 100\n    think_time: 10us\n"
+            ));
+        }
+        text
+    }
+
+    /// The regression of the quadratic loading, judged by counting: however many jobs and
+    /// whichever is bad, the text is parsed once (it was parsed again for every job and every
+    /// key reported: 204 s at 8000 jobs). The time bound is 40 times what it takes on a loaded
+    /// machine, far below the old 204 s.
+    #[test]
+    fn a_job_file_is_parsed_once_whatever_its_size() {
+        for n in [1, 100, 8000] {
+            let text = jobs_last_bad(n);
+            let before = yaml_tree::loads_on_this_thread();
+            let t = std::time::Instant::now();
+            let err = parse_jobs(&text, "big.yaml").unwrap_err();
+            let elapsed = t.elapsed();
+            assert_eq!(yaml_tree::loads_on_this_thread() - before, 1, "{n} jobs");
+            let line = 9 * (n - 1) + 1;
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "big.yaml: job 'job{n}' (line {line}): key 'shard_info.reqsize' (line {}): \
+                     must be a non-zero multiple of 512 bytes for direct I/O, got 1000",
+                    line + 6
+                )
+            );
+            assert!(elapsed < Duration::from_secs(5), "{n} jobs: {elapsed:?}");
+        }
+    }
+
+    /// Long `shards` lists and long chains of jobs naming each other's class were quadratic
+    /// (a list search per id, a chain walk per job); they are linear now.
+    #[test]
+    fn long_shard_lists_and_class_chains_are_linear() {
+        let ids: Vec<String> = (0..100_000).map(|i| i.to_string()).collect();
+        let j = one(&format!(
+            "- {{name: s, type: cpu, shards: [{}]}}\n",
+            ids.join(", ")
+        ));
+        assert!(matches!(&j.shards, Shards::List(l) if l.len() == 100_000));
+        let err = parse_jobs(
+            &format!(
+                "- {{name: s, type: cpu, shards: [{}, 5]}}\n",
+                ids.join(", ")
+            ),
+            "t.yaml",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("key 'shards[100000]'"), "{err}");
+        assert!(err.to_string().contains("shard 5 is listed twice"), "{err}");
+
+        let n = 20_000;
+        let mut text = String::from("- {name: j0, type: cpu, shards: all}\n");
+        for i in 1..n {
+            text.push_str(&format!(
+                "- {{name: j{i}, type: cpu, shards: all, shard_info: {{class: j{}}}}}\n",
+                i - 1
+            ));
+        }
+        let jobs = parse_jobs(&text, "t.yaml").unwrap();
+        let t = std::time::Instant::now();
+        let classes = crate::workload::resolve_job_classes(&jobs, None, "t.yaml").unwrap();
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        assert!(classes.iter().all(|c| c.key == classes[0].key));
+    }
+
+    #[test]
+    fn oversized_text_is_refused_unparsed() {
+        let before = yaml_tree::loads_on_this_thread();
+        let text = "#".repeat(yaml_tree::MAX_INPUT_BYTES + 1);
+        let err = parse_jobs(&text, "huge.yaml").unwrap_err();
+        assert_eq!(yaml_tree::loads_on_this_thread(), before);
+        assert_eq!(
+            err.to_string(),
+            "huge.yaml: the file has 16777217 bytes (16.0 MiB), more than the 16 MiB limit; \
+             that is far more jobs than a run can use: check that this is the right file"
+        );
+    }
+
+    #[test]
+    fn a_set_stop_flag_ends_reading() {
+        let stop = std::sync::atomic::AtomicBool::new(true);
+        let err = parse_jobs_with_stop(&jobs_last_bad(3000), "s.yaml", Some(&stop)).unwrap_err();
+        assert!(matches!(err, JobError::Interrupted { .. }), "{err:?}");
+        assert_eq!(err.to_string(), "s.yaml: interrupted while reading");
+        // Also between jobs, for a text too small to reach the parser's check.
+        let err = parse_jobs_with_stop(&jobs_last_bad(2), "s.yaml", Some(&stop)).unwrap_err();
+        assert!(matches!(err, JobError::Interrupted { .. }), "{err:?}");
+    }
+
+    /// A job listing a shard the run does not have used to vanish from the report (exit 0,
+    /// empty output); it is an error naming the job, the id's line and the shard count.
+    #[test]
+    fn shards_beyond_the_run_are_errors() {
+        let jobs = parse_jobs(
+            "- {name: ok, type: cpu, shards: all}\n- name: far\n  type: cpu\n  shards:\n    - 1\n    - 99\n",
+            "j.yaml",
+        )
+        .unwrap();
+        check_shards(&jobs, 100, "j.yaml").unwrap();
+        let err = check_shards(&jobs, 2, "j.yaml").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "j.yaml: job 'far' (line 2): key 'shards[1]' (line 6): shard 99 does not exist: the \
+             run has 2 shards (--smp 2; ids 0 to 1), so the job would not run there; list \
+             existing shards, write `shards: all`, or raise --smp"
+        );
+        let err = check_shards(&jobs, 1, "j.yaml").unwrap_err();
+        assert!(
+            err.to_string().contains(
+                "key 'shards[0]' (line 5): shard 1 does not exist: the run has 1 shard \
+                 (--smp 1; ids only 0), so the job would run on no shard"
+            ),
+            "{err}"
+        );
+    }
+
+    /// A NUL or escape sequence in a name was echoed raw; names with control characters are
+    /// refused, and messages escape them.
+    #[test]
+    fn control_characters_are_refused_in_names_and_escaped_in_messages() {
+        let err = fails(
+            "- name: \"a\\0b\\e[31m\"\n  type: cpu\n  shards: all\n",
+            "job #1 (line 1)",
+            "name",
+            1,
+            "`a\\u{0}b\\u{1b}[31m` cannot be used",
+        );
+        assert!(!err.to_string().contains(char::is_control), "{err:?}");
+        assert!(err.to_string().contains("no control character"), "{err}");
+        let msg = parse_jobs(
+            "- name: a\n  type: cpu\n  shards: all\n  \"col\\tour\": 1\n",
+            "t.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(msg.contains("key 'col\\tour' (line 4)"), "{msg}");
+    }
 }

@@ -689,4 +689,48 @@ mod tests {
         )
         .unwrap();
     }
+
+    /// A long chain of parents was walked once per group (quadratic); now each group is
+    /// walked once, and a cycle at the end of the chain is still found.
+    #[test]
+    fn long_parent_chains_are_linear() {
+        let n = 20_000;
+        let mut text = String::from("- {name: g0, shares: 1}\n");
+        for i in 1..n {
+            text.push_str(&format!(
+                "- {{name: g{i}, shares: 1, parent: g{}}}\n",
+                i - 1
+            ));
+        }
+        let t = std::time::Instant::now();
+        assert_eq!(parse_sched_groups(&text, "g.yaml").unwrap().len(), n);
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            t.elapsed()
+        );
+        let cyclic = text.replacen(
+            "- {name: g0, shares: 1}",
+            "- {name: g0, shares: 1, parent: g3}",
+            1,
+        );
+        fails(
+            &cyclic,
+            "group 'g0' (line 1)",
+            "parent",
+            1,
+            "cycle: g0 -> g3 -> g2 -> g1 -> g0",
+        );
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_group_names() {
+        fails(
+            "- {name: \"bg\\n\", shares: 1}\n",
+            "group #1",
+            "name",
+            1,
+            "`bg\\n` cannot be used",
+        );
+    }
 }
