@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Fuzzes the three readers with cargo-fuzz (libFuzzer), each for MINUTES.
+#
+# Usage: fuzz/run.sh [MINUTES] [TARGET...]
+#   MINUTES  per target (default 20)
+#   TARGET   io_properties, job_file, sched_groups (default: all three, one after the other)
+#
+# Needs a nightly toolchain (`cargo +nightly --version`) and `cargo install cargo-fuzz`.
+# Each target's corpus (fuzz/corpus/TARGET, kept between runs, not committed) is seeded from
+# the reference files in ../shared/compat/ and the project's own fixtures and test files.
+# An input that panics or takes over 1 s (-timeout=1) stops the run and is saved under
+# fuzz/artifacts/TARGET/; reproduce it with
+#   cargo +nightly fuzz run TARGET fuzz/artifacts/TARGET/crash-...
+# and add it as a unit test of the reader before fixing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+minutes=${1:-20}
+shift || true
+targets=("$@")
+if [[ ${#targets[@]} == 0 ]]; then
+    targets=(io_properties job_file sched_groups)
+fi
+
+seed() { # TARGET DIR: copies the seed files for TARGET into DIR
+    local target=$1 dir=$2 f
+    mkdir -p "$dir"
+    local files=()
+    case $target in
+    io_properties)
+        files+=(scheduler/tests/fixtures/yaml/*.yaml)
+        ;;
+    job_file | sched_groups)
+        files+=(io-tester/src/workload/testdata/*.yaml)
+        [[ -d ../shared/compat ]] && files+=(../shared/compat/*.yaml)
+        ;;
+    esac
+    files+=(fuzz/seeds/"$target"/*)
+    for f in "${files[@]}"; do
+        [[ -f $f ]] && cp "$f" "$dir/seed-$(basename "$f")"
+    done
+    return 0
+}
+
+for target in "${targets[@]}"; do
+    corpus=fuzz/corpus/$target
+    seed "$target" "$corpus"
+    echo "== $target: $minutes min, corpus $(find "$corpus" -type f | wc -l) files"
+    cargo +nightly fuzz run "$target" "$corpus" -- \
+        -max_total_time=$((minutes * 60)) -timeout=1 -max_len=16384 \
+        -dict=fuzz/yaml.dict -print_final_stats=1
+done
