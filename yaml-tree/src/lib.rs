@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Span, Tag};
 
 /// The largest text the project's readers accept: 16 MiB. A job file of that size already
-/// holds about 150000 jobs; anything larger is taken for the wrong file.
+/// holds about 100000 jobs; anything larger is taken for the wrong file.
 pub const MAX_INPUT_BYTES: usize = 16 << 20;
 
 /// How deeply collections may nest (the limit serde_yaml_ng applied before).
