@@ -325,3 +325,10 @@ fn controls_are_escaped() {
     assert_eq!(escape_controls("plain"), "plain");
     assert_eq!(escape_controls("a\0b\x1b[1m\n"), "a\\u{0}b\\u{1b}[1m\\n");
 }
+
+#[test]
+fn crlf_lines_and_a_byte_order_mark() {
+    let d = doc("\u{feff}- a: 1\r\n\r\n- b: 2\r\n  c: 3\r\n");
+    assert_eq!(item(&d, 1).pos.line, 3);
+    assert_eq!(key(item(&d, 1), "c").pos.line, 4);
+}

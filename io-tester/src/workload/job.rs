@@ -422,7 +422,8 @@ pub fn check_shards(jobs: &[Job], nshards: u32, source: &str) -> Result<(), JobE
 /// The first problem found, as a [`JobError`] naming `source`, the job, the key and the line:
 /// invalid YAML, a document that is not a non-empty list, and for each job an unknown key, a
 /// missing or invalid `name` or `type`, a duplicate name, a bad value, or a combination of keys
-/// that cannot work (see the module documentation).
+/// that cannot work (see the module documentation). [`JobError::TooLarge`] for a text over
+/// 16 MiB, which is not parsed.
 pub fn parse_jobs(text: &str, source: &str) -> Result<Vec<Job>, JobError> {
     parse_jobs_with_stop(text, source, None)
 }

@@ -47,6 +47,7 @@ pub struct SchedGroup {
 /// The first problem found, as a [`JobError`] naming `source`, the group, the key and the line:
 /// invalid YAML, not a non-empty list, an unknown key, a missing or invalid `name` or `shares`,
 /// a duplicate name, a `parent` that names no group, or parents that form a cycle.
+/// [`JobError::TooLarge`] for a text over 16 MiB, which is not parsed.
 pub fn parse_sched_groups(text: &str, source: &str) -> Result<Vec<SchedGroup>, JobError> {
     parse_sched_groups_with_stop(text, source, None)
 }
