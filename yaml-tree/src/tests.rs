@@ -276,6 +276,33 @@ fn a_set_stop_flag_interrupts_loading() {
     );
 }
 
+/// The scanner reads a whole flow collection before its first event; the stop flag is read
+/// while it scans, too.
+#[test]
+fn a_set_stop_flag_interrupts_a_long_flow_collection() {
+    let text = format!("[{}]", "1, ".repeat(1_000_000));
+    let stop = AtomicBool::new(true);
+    assert_eq!(load(&text, Some(&stop)), Err(Error::Interrupted));
+    let text = format!("{{k: [{}]}}", "1, ".repeat(1_000_000));
+    assert_eq!(load(&text, Some(&stop)), Err(Error::Interrupted));
+    // What the scanner is given ends within STOP_CHECK_CHARS characters of the flag.
+    let given = StopChars {
+        chars: text.chars(),
+        stop: Some(&stop),
+        countdown: STOP_CHECK_CHARS,
+        stopped: false,
+    };
+    assert_eq!(given.count(), STOP_CHECK_CHARS - 1);
+    let unset = AtomicBool::new(false);
+    let given = StopChars {
+        chars: text.chars(),
+        stop: Some(&unset),
+        countdown: STOP_CHECK_CHARS,
+        stopped: false,
+    };
+    assert_eq!(given.count(), text.chars().count());
+}
+
 #[test]
 fn loads_are_counted() {
     let before = loads_on_this_thread();
