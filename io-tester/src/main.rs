@@ -38,6 +38,15 @@ fn main() -> ExitCode {
     let keep_files = cli.keep_files;
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // Interrupted while reading the files: no data file exists yet.
+        Err(e)
+            if e.is::<BadInput>()
+                && STOP.load(Ordering::Relaxed)
+                && INTERRUPTED.load(Ordering::Relaxed) =>
+        {
+            eprintln!("io-tester: {e}");
+            ExitCode::from(130)
+        }
         Err(_) if STOP.load(Ordering::Relaxed) && INTERRUPTED.load(Ordering::Relaxed) => {
             if keep_files {
                 eprintln!("io-tester: interrupted; the data files created so far were kept (--keep-files true)");
