@@ -11,7 +11,8 @@
 # An input that panics or takes over 1 s (-timeout=1) stops the run and is saved under
 # fuzz/artifacts/TARGET/; reproduce it with
 #   cargo +nightly fuzz run TARGET fuzz/artifacts/TARGET/crash-...
-# and add it as a unit test of the reader before fixing.
+# then copy it to fuzz/regressions/TARGET/ (the readers' tests run every file there on stable:
+# io-tester/tests/fuzz_regressions.rs, scheduler/tests/io_properties.rs) before fixing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 minutes=${1:-20}
@@ -34,7 +35,7 @@ seed() { # TARGET DIR: copies the seed files for TARGET into DIR
         [[ -d ../shared/compat ]] && files+=(../shared/compat/*.yaml)
         ;;
     esac
-    files+=(fuzz/seeds/"$target"/*)
+    files+=(fuzz/seeds/"$target"/* fuzz/regressions/"$target"/*)
     for f in "${files[@]}"; do
         [[ -f $f ]] && cp "$f" "$dir/seed-$(basename "$f")"
     done

@@ -606,3 +606,32 @@ fn control_characters_are_escaped_in_messages() {
     ));
     assert!(!msg.contains('\0') && msg.contains("/a\\u{0}"), "{msg:?}");
 }
+
+/// Inputs the `io_properties` fuzz target (`fuzz/`) reported: no panic, read quickly, and
+/// what is accepted is written back to the same disks.
+#[test]
+fn fuzz_regressions() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/io_properties");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let Ok(text) = String::from_utf8(std::fs::read(&path).unwrap()) else {
+            continue;
+        };
+        let t = std::time::Instant::now();
+        let parsed = IoProperties::parse(&text, "fuzz.yaml");
+        assert!(
+            t.elapsed() < std::time::Duration::from_millis(500),
+            "{}: {:?}",
+            path.display(),
+            t.elapsed()
+        );
+        if let Ok((props, _)) = parsed {
+            let (back, _) = IoProperties::parse(&props.to_yaml(), "written.yaml").unwrap();
+            let mut expected = props;
+            for disk in &mut expected.disks {
+                disk.rate_factor = None;
+            }
+            assert_eq!(back, expected, "{}", path.display());
+        }
+    }
+}
