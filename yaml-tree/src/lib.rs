@@ -319,6 +319,37 @@ impl From<ScanError> for Error {
     }
 }
 
+/// A scan error, pointing at the offending tab when the parser complains about one: it reports
+/// the start of the token it was scanning, which can be the line before.
+fn syntax_error(text: &str, e: &ScanError) -> Error {
+    let mut error = Error::from(e.clone());
+    if let Error::Syntax { pos, message } = &mut error {
+        if message.contains("tab") {
+            if let Some(tab) = first_tab_from(text, e.marker().index()) {
+                *pos = tab;
+            }
+        }
+    }
+    error
+}
+
+/// The position of the first tab at or after character `index` of `text`.
+fn first_tab_from(text: &str, index: usize) -> Option<Pos> {
+    let (mut line, mut column) = (1, 1);
+    for (i, c) in text.chars().enumerate() {
+        if i >= index && c == '\t' {
+            return Some(Pos { line, column });
+        }
+        if c == '\n' {
+            line += 1;
+            column = 1;
+        } else {
+            column += 1;
+        }
+    }
+    None
+}
+
 thread_local! {
     static LOADS: Cell<usize> = const { Cell::new(0) };
 }
@@ -357,7 +388,7 @@ pub fn load(text: &str, stop: Option<&AtomicBool>) -> Result<Node, Error> {
         let (event, span) = match next {
             Ok(next) => next,
             Err(_) if stopped() => return Err(Error::Interrupted),
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(syntax_error(text, &e)),
         };
         count += 1;
         if count % STOP_CHECK_EVERY == 0 && stop.is_some_and(|s| s.load(Ordering::Relaxed)) {

@@ -265,6 +265,17 @@ fn syntax_errors_have_positions() {
 }
 
 #[test]
+fn tab_errors_point_at_the_tab() {
+    // The parser reports where the scalar it was scanning starts (line 2, column 9).
+    let e = err("- name: a\n  type: cpu\n\tshards: all\n");
+    assert_eq!(e.pos(), Some(Pos { line: 3, column: 1 }), "{e}");
+    // Unlike libyaml, saphyr-parser refuses a tab alone between `:` and a plain value; it
+    // points at the value.
+    let e = err("- name:\tfoo\n");
+    assert_eq!(e.pos(), Some(Pos { line: 1, column: 9 }), "{e}");
+}
+
+#[test]
 fn a_set_stop_flag_interrupts_loading() {
     let text = "- 1\n".repeat(100_000);
     let stop = AtomicBool::new(true);
