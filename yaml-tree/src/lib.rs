@@ -22,6 +22,11 @@
 //!   added to the mapping that holds it, unless that mapping has the key already;
 //! - one document at most; an empty text is a null document.
 //!
+//! Where saphyr-parser's grammar differs from libyaml's (serde_yaml_ng's): a tab alone between
+//! `:` and a plain value (`key:<TAB>value`) is refused, with its line and column. Syntax errors
+//! point where libyaml's did, or at the start of the offending token (an unclosed quote: its
+//! opening quote); errors about a tab point at the tab.
+//!
 //! And what a hostile text cannot do: nest deeper than [`MAX_DEPTH`], expand aliases into more
 //! than [`ALIAS_BUDGET`] events (a "billion laughs"), or go on once the caller's stop flag is set
 //! (read every few thousand events and every 65536 characters scanned). Nodes reached through an
