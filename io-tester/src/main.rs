@@ -95,12 +95,6 @@ fn bad_input(e: impl std::error::Error) -> anyhow::Error {
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 fn run(cli: Cli) -> Result<()> {
-    if !(cli.duration > 0.0 && cli.duration.is_finite()) {
-        bail!(
-            "--duration {}: must be a positive number of seconds",
-            cli.duration
-        );
-    }
     // Ctrl-C stops every shard; they drain their requests (milliseconds) and remove their
     // files on the way out. A second Ctrl-C does not cut that short: named files (unlink jobs)
     // would be left behind.
@@ -122,19 +116,22 @@ fn run(cli: Cli) -> Result<()> {
         &conf_name,
     )
     .map_err(bad_input)?;
-    let smp = cli.smp.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get() as u32)
-            .unwrap_or(1)
-    });
-    if smp == 0 {
-        bail!("--smp 0: at least one shard is needed");
+    // (--smp is 1 to MAX_SHARDS, checked where it is parsed.)
+    let cpus = std::thread::available_parallelism()
+        .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
+    let smp = cli.smp.unwrap_or(cpus.min(cli::MAX_SHARDS));
+    if smp > cpus {
+        eprintln!(
+            "WARN: --smp {smp} is above the {cpus} CPU(s) this process may use: shards share \
+             CPUs, so the figures show CPU contention as well as the disk"
+        );
     }
     workload::check_shards(&jobs, smp, &conf_name).map_err(bad_input)?;
     let (kind, passed_over) = engine::select(cli.engine).context("--engine uring was requested")?;
     if let Some(e) = passed_over {
         eprintln!(
-            "WARN: {e}; falling back to the threads engine (no RWF_NOWAIT retries are counted)"
+            "WARN: {:#}; falling back to the threads engine (no RWF_NOWAIT retries are counted)",
+            anyhow::Error::from(e)
         );
     }
 
@@ -228,6 +225,28 @@ fn run(cli: Cli) -> Result<()> {
     alignment.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
     let counted = CountedDevices::of(topology.as_ref(), &cli.storage);
 
+    // Named files of runs killed earlier go first; this run's go in a directory of its own.
+    let run_dir = match &storage {
+        Storage::Directory(dir) => {
+            for stale in run::files::remove_stale_run_dirs(dir)? {
+                eprintln!(
+                    "NOTE: removed {} ({} files), left by an io-tester run that was killed or \
+                     crashed",
+                    stale.path.display(),
+                    stale.files
+                );
+            }
+            let named = jobs
+                .iter()
+                .any(|j| j.kind == workload::job::JobKind::Unlink);
+            if named && !cli.keep_files {
+                Some(run::files::RunDir::create(dir)?)
+            } else {
+                None
+            }
+        }
+        Storage::BlockDevice { .. } => None,
+    };
     let settings = Settings {
         storage,
         duration: Duration::from_secs_f64(cli.duration),
@@ -237,6 +256,7 @@ fn run(cli: Cli) -> Result<()> {
         smp,
         kind,
         keep_files: cli.keep_files,
+        run_dir,
         group,
         alignment,
         adaptive_tracing: cli.trace_sample.is_none(),

@@ -3,11 +3,16 @@
 use std::path::PathBuf;
 
 use clap::{value_parser, CommandFactory, Parser, ValueEnum};
-use scheduler::cost_model::{MAX_LATENCY_GOAL_MS, MIN_LATENCY_GOAL_MS};
 use scheduler::io_properties::parse_size;
 
 /// Smallest request size the scheduler knows (one 512-byte block).
 const MIN_REQSIZE: u64 = 512;
+
+/// Largest `--max-reqsize`, bytes (1 GiB, the largest request iotune measures).
+const MAX_REQSIZE: u64 = 1 << 30;
+
+/// Most shards, and most IO groups.
+pub const MAX_SHARDS: u32 = 1024;
 
 /// Prints the I/O scheduler's numbers for a disk: the cost model, token bucket and maximum
 /// request lengths derived from io-properties (Seastar's ioinfo), as one YAML (or JSON)
@@ -20,7 +25,8 @@ const MIN_REQSIZE: u64 = 512;
 /// lets through beside what its cost model allows and what io-properties say; it exits 1 if
 /// any figure falls short by more than --tolerance.
 ///
-/// Exit status: 0 success, 1 failed --check, 2 bad input (file, directory, option).
+/// Exit status: 0 success, 1 failed --check, 2 bad input (file, directory, option; a value out
+/// of its range is refused before any work).
 #[derive(Debug, Clone, Parser)]
 #[command(name = "ioinfo", version)]
 pub struct Cli {
@@ -37,21 +43,24 @@ pub struct Cli {
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub directory: PathBuf,
 
-    /// Largest request size listed under `capacities`, bytes; suffixes k/K, M, G, T allowed
-    /// (binary). Every power of two from 512 up to it is listed.
+    /// Largest request size listed under `capacities`, bytes, 512 to 1 GiB; suffixes k/K, M, G,
+    /// T allowed (binary). Every power of two from 512 up to it is listed.
     #[arg(long, value_name = "SIZE", default_value = "128K", value_parser = parse_reqsize)]
     pub max_reqsize: u64,
 
-    /// Latency goal of the I/O scheduler, milliseconds.
+    /// Latency goal of the I/O scheduler, milliseconds: from 2^-24 (one capacity unit) to
+    /// 3600000 (an hour).
     #[arg(long, value_name = "MS", default_value_t = 0.75, value_parser = parse_latency_goal)]
     pub io_latency_goal_ms: f64,
 
-    /// Number of IO groups sharing the disk (each gets 1/N of its rates).
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = value_parser!(u32).range(1..))]
+    /// Number of IO groups sharing the disk, 1 to 1024 (each gets 1/N of its rates); more
+    /// groups than shards get a warning: some groups would have no shard.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = value_parser!(u32).range(1..=i64::from(MAX_SHARDS)))]
     pub num_io_groups: u32,
 
-    /// Number of shards (default: all available CPUs); shards per IO group = smp / groups.
-    #[arg(short = 'c', long, value_name = "N", value_parser = value_parser!(u32).range(1..))]
+    /// Number of shards, 1 to 1024 (default: all available CPUs); shards per IO group = smp /
+    /// groups.
+    #[arg(short = 'c', long, value_name = "N", value_parser = value_parser!(u32).range(1..=i64::from(MAX_SHARDS)))]
     pub smp: Option<u32>,
 
     /// Output format.
@@ -63,7 +72,7 @@ pub struct Cli {
     #[arg(long)]
     pub check: bool,
 
-    /// Largest accepted relative error for --check, percent.
+    /// Largest accepted relative error for --check, percent (0 to 100).
     #[arg(long, value_name = "PCT", default_value_t = 5.0, value_parser = parse_tolerance)]
     pub tolerance: f64,
 }
@@ -84,12 +93,12 @@ impl Cli {
         (self.smp() / self.num_io_groups).max(1)
     }
 
-    /// Shards: `--smp`, or the CPUs this process may run on.
+    /// Shards: `--smp`, or the CPUs this process may run on (at most [`MAX_SHARDS`]).
     pub fn smp(&self) -> u32 {
         self.smp.unwrap_or_else(|| {
             std::thread::available_parallelism()
-                .map(|n| u32::try_from(n.get()).unwrap_or(u32::MAX))
-                .unwrap_or(1)
+                .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+                .min(MAX_SHARDS)
         })
     }
 }
@@ -106,27 +115,22 @@ fn parse_reqsize(s: &str) -> Result<u64, String> {
             "{size} is below the smallest request size, {MIN_REQSIZE} bytes"
         ));
     }
+    if size > MAX_REQSIZE {
+        return Err(format!(
+            "{size} is above the largest listed request size, {MAX_REQSIZE} bytes (1 GiB)"
+        ));
+    }
     Ok(size)
 }
 
 fn parse_latency_goal(s: &str) -> Result<f64, String> {
-    let goal: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a number of milliseconds"))?;
-    if goal.is_finite() && (MIN_LATENCY_GOAL_MS..=MAX_LATENCY_GOAL_MS).contains(&goal) {
-        Ok(goal)
-    } else {
-        Err(format!(
-            "{s} ms is out of range; expected between {MIN_LATENCY_GOAL_MS:e} and {MAX_LATENCY_GOAL_MS}"
-        ))
-    }
+    scheduler::cost_model::parse_latency_goal_ms(s).map_err(|e| e.to_string())
 }
 
 fn parse_tolerance(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
-        Ok(t) if t.is_finite() && t >= 0.0 => Ok(t),
-        _ => Err(format!("`{s}` is not a non-negative percentage")),
+        Ok(t) if (0.0..=100.0).contains(&t) => Ok(t),
+        _ => Err(format!("`{s}` is not a percentage from 0 to 100")),
     }
 }
 
@@ -180,6 +184,11 @@ mod tests {
             &["ioinfo", "--num-io-groups", "0"],
             &["ioinfo", "--smp", "0"],
             &["ioinfo", "--tolerance", "-1"],
+            &["ioinfo", "--tolerance", "101"],
+            &["ioinfo", "--max-reqsize", "2G"],
+            &["ioinfo", "--smp", "1025"],
+            &["ioinfo", "--num-io-groups", "1025"],
+            &["ioinfo", "--io-latency-goal-ms", "3600001"],
             &["ioinfo", "--output-format", "xml"],
             &[
                 "ioinfo",

@@ -49,6 +49,18 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     if !metadata.is_dir() {
         bail!("{} is not a directory", directory.display());
     }
+    let smp = cli.smp();
+    if cli.num_io_groups > smp {
+        eprintln!(
+            "ioinfo: warning: --num-io-groups {} is above the shard count {smp}: {} group(s) have \
+             no shard, and each group is given 1/{} of the disk, so the shards are scheduled for \
+             {smp}/{} of it",
+            cli.num_io_groups,
+            cli.num_io_groups - smp,
+            cli.num_io_groups,
+            cli.num_io_groups
+        );
+    }
     let cfg = CostConfig {
         latency_goal_ms: cli.io_latency_goal_ms,
         io_groups: cli.num_io_groups,

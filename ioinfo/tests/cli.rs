@@ -444,3 +444,43 @@ fn bad_options_exit_2() {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
     }
 }
+
+/// Issue 9: ranges are stated in `--help`, values outside them exit 2 at once, and more IO
+/// groups than shards get a warning.
+#[test]
+fn issue9_ranges_are_stated_and_enforced() {
+    let text = test_support::help(env!("CARGO_BIN_EXE_ioinfo"));
+    test_support::assert_mentions(
+        &text,
+        &[
+            "512 to 1 GiB",
+            "1 to 1024",
+            "from 2^-24",
+            "percent (0 to 100)",
+        ],
+    );
+    for args in [
+        &["--smp", "100000", "--check"][..],
+        &["--num-io-groups", "100000"],
+        &["--max-reqsize", "2G"],
+        &["--tolerance", "1000"],
+        &["--io-latency-goal-ms", "NaN"],
+    ] {
+        let out = ioinfo(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+    }
+    let out = ioinfo(&[
+        "--io-properties",
+        VECTOR,
+        "--smp",
+        "2",
+        "--num-io-groups",
+        "4",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--num-io-groups 4 is above the shard count 2"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -10,7 +10,16 @@ use clap::{Parser, ValueEnum};
 ///
 /// Units: sizes are bytes and accept binary suffixes (4096, 4k, 4KiB, 1M, 1MiB); durations are
 /// seconds; bandwidth is printed in MiB/s and written in bytes/s; IOPS are requests per second.
-/// Depths are requests in flight per shard.
+/// Depths are requests in flight per shard. Each option's range is given with it; a value out of
+/// range is refused before any work.
+///
+/// Exit status: 0 success, 1 error (the message says what and where) or a figure the disk did
+/// not serve (nothing written), 2 bad command line, 130 interrupted (nothing written).
+///
+/// One calibration per disk: iotune holds an exclusive lock per disk for the whole run
+/// (/run/lock/iotune-MAJ:MIN.lock, or $IOTUNE_LOCK_DIR), and a second iotune on the same disk
+/// exits 1 naming the first's pid. Other I/O on the disk during a phase is reported with the
+/// phase: its figure is then low.
 #[derive(Debug, Parser)]
 #[command(name = "iotune", version, about, long_about, max_term_width = 100)]
 pub struct Cli {
@@ -41,13 +50,13 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = OptionsFormat::Seastar)]
     pub format: OptionsFormat,
 
-    /// Base duration, seconds: sequential write runs 0.7x, each read/random phase 0.1x (at least
-    /// 1 s) after its ramp.
-    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    /// Base duration, seconds, 1 to 86400 (a day): sequential write runs 0.7x, each read/random
+    /// phase 0.1x (at least 1 s) after its ramp.
+    #[arg(long, value_name = "SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=MAX_DURATION_SECS))]
     pub duration: u64,
 
-    /// Print a phase's deviation only when above this, percent.
-    #[arg(long, value_name = "PCT", default_value_t = 3)]
+    /// Print a phase's deviation only when above this, percent (0 to 100).
+    #[arg(long, value_name = "PCT", default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub accuracy: u32,
 
     /// Run the filesystem sanity checks only (O_DIRECT, non-blocking submission, free space), then exit.
@@ -74,14 +83,14 @@ pub struct Cli {
     )]
     pub detect_physical_block_size: bool,
 
-    /// Random read request size, bytes; 0 = the smallest the filesystem does directly: the
-    /// largest of the disk's physical block size, the statx DIO alignment and (when statx does
-    /// not report it) the filesystem block size.
+    /// Random read request size, bytes: 0, or a multiple of 512 up to 1 GiB; 0 = the smallest
+    /// the filesystem does directly: the largest of the disk's physical block size, the statx
+    /// DIO alignment and (when statx does not report it) the filesystem block size.
     #[arg(long = "random-read-io-buffer-size", alias = "random_read_io_buffer_size", value_name = "SIZE", value_parser = scheduler::io_properties::parse_size, default_value = "0")]
     pub random_read_io_buffer_size: u64,
 
-    /// Random write request size, bytes; 0 = as the read size (or the detected physical block
-    /// size).
+    /// Random write request size, bytes: 0, or a multiple of 512 up to 1 GiB; 0 = as the read
+    /// size (or the detected physical block size).
     #[arg(long = "random-write-io-buffer-size", alias = "random_write_io_buffer_size", value_name = "SIZE", value_parser = scheduler::io_properties::parse_size, default_value = "0")]
     pub random_write_io_buffer_size: u64,
 
@@ -92,45 +101,51 @@ pub struct Cli {
     #[arg(long = "allow-cached")]
     pub allow_cached: bool,
 
-    /// Run the random phases once per size (comma-separated) and keep the best IOPS per direction.
+    /// Run the random phases once per size (comma-separated, at most 16 sizes, each a multiple
+    /// of 512 up to 1 GiB) and keep the best IOPS per direction.
     #[arg(long = "get-best-iops-with-buffer-sizes", alias = "get_best_iops_with_buffer_sizes", value_name = "SIZES", value_delimiter = ',', value_parser = scheduler::io_properties::parse_size)]
     pub get_best_iops_with_buffer_sizes: Vec<u64>,
 
-    /// Override the disk's in-flight bound (default: sum of the leaf disks' queue/nr_requests).
+    /// Override the disk's in-flight bound, requests (1 to 1048576; 0 = the sum of the leaf
+    /// disks' queue/nr_requests).
     #[arg(
         long = "force-io-depth",
         alias = "force_io_depth",
         value_name = "N",
-        default_value_t = 0
+        default_value_t = 0,
+        value_parser = clap::value_parser!(u64).range(0..=1 << 20)
     )]
     pub force_io_depth: u64,
 
-    /// Sequential read request size, bytes.
+    /// Sequential read request size, bytes (a multiple of 512 up to 1 GiB).
     #[arg(long = "sequential-read-buffer-size", alias = "sequential_read_buffer_size", value_name = "SIZE", value_parser = scheduler::io_properties::parse_size, default_value = "1MiB")]
     pub sequential_read_buffer_size: u64,
 
-    /// Sequential write request size, bytes.
+    /// Sequential write request size, bytes (a multiple of 512 up to 1 GiB).
     #[arg(long = "sequential-write-buffer-size", alias = "sequential_write_buffer_size", value_name = "SIZE", value_parser = scheduler::io_properties::parse_size, default_value = "1MiB")]
     pub sequential_write_buffer_size: u64,
 
-    /// In flight per shard for sequential writes (default 4 x leaf disks).
-    #[arg(long = "sequential-write-io-depth", value_name = "N")]
+    /// In flight per shard for sequential writes, 1 to 4096 (default 4 x leaf disks).
+    #[arg(long = "sequential-write-io-depth", value_name = "N", value_parser = depth())]
     pub sequential_write_io_depth: Option<usize>,
 
-    /// In flight per shard for sequential reads (default 4 x leaf disks).
-    #[arg(long = "sequential-read-io-depth", value_name = "N")]
+    /// In flight per shard for sequential reads, 1 to 4096 (default 4 x leaf disks).
+    #[arg(long = "sequential-read-io-depth", value_name = "N", value_parser = depth())]
     pub sequential_read_io_depth: Option<usize>,
 
-    /// In flight per shard for random writes (default min(128, in-flight bound / shards)).
-    #[arg(long = "random-write-io-depth", value_name = "N")]
+    /// In flight per shard for random writes, 1 to 4096 (default min(128, in-flight bound /
+    /// shards)).
+    #[arg(long = "random-write-io-depth", value_name = "N", value_parser = depth())]
     pub random_write_io_depth: Option<usize>,
 
-    /// In flight per shard for random reads (default min(128, in-flight bound / shards)).
-    #[arg(long = "random-read-io-depth", value_name = "N")]
+    /// In flight per shard for random reads, 1 to 4096 (default min(128, in-flight bound /
+    /// shards)).
+    #[arg(long = "random-read-io-depth", value_name = "N", value_parser = depth())]
     pub random_read_io_depth: Option<usize>,
 
-    /// Number of shards (threads, one test file each); default: all CPUs this process may use.
-    #[arg(short = 'c', long, value_name = "N")]
+    /// Number of shards (threads, one test file each), 1 to 1024; default: all CPUs this
+    /// process may use. More shards than CPUs get a warning: they share CPUs.
+    #[arg(short = 'c', long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_SHARDS as u64))]
     pub smp: Option<usize>,
 
     /// I/O engine; default io_uring, falling back to threads (with a warning) when unavailable.
@@ -142,14 +157,15 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
 
-    /// Size of each shard's test file, bytes (default: free space / (2 x shards)). Reads only
-    /// touch what this run wrote.
+    /// Size of each shard's test file, bytes: at least two sequential requests, at most the
+    /// free space / shards (default: free space / (2 x shards)). Reads only touch what this
+    /// run wrote.
     #[arg(long = "file-size", value_name = "SIZE", value_parser = scheduler::io_properties::parse_size)]
     pub file_size: Option<u64>,
 
-    /// Seconds dropped at the start of each read and random phase (the warm-up before sequential
-    /// writes is max(3 s, 5% of --duration)).
-    #[arg(long = "ramp-time", value_name = "SECS", default_value_t = 3.0)]
+    /// Seconds dropped at the start of each read and random phase, 0 to 600 (the warm-up before
+    /// sequential writes is max(3 s, 5% of --duration)).
+    #[arg(long = "ramp-time", value_name = "SECS", default_value_t = 3.0, value_parser = parse_ramp)]
     pub ramp_time: f64,
 
     /// Measure what the disk sustains, not its peak: each measured phase runs on until its last
@@ -159,14 +175,39 @@ pub struct Cli {
     pub sustained: bool,
 
     /// With --sustained: the longest a phase may measure before settling for its last window
-    /// (with a warning), seconds.
+    /// (with a warning), seconds, 1 to 86400.
     #[arg(
         long = "sustained-max",
         value_name = "SECS",
         default_value_t = 600,
-        requires = "sustained"
+        requires = "sustained",
+        value_parser = clap::value_parser!(u64).range(1..=MAX_DURATION_SECS)
     )]
     pub sustained_max: u64,
+}
+
+/// Most shards (`--smp`).
+pub const MAX_SHARDS: usize = 1024;
+
+/// Longest `--duration` and `--sustained-max`, seconds: a day.
+pub const MAX_DURATION_SECS: u64 = 86_400;
+
+/// Deepest in-flight depth per shard an option may ask for.
+pub const MAX_DEPTH: u64 = 4096;
+
+/// Parser of an in-flight depth per shard, 1 to [`MAX_DEPTH`].
+fn depth() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_DEPTH)
+}
+
+/// `--ramp-time`: seconds, 0 to 600.
+fn parse_ramp(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(secs) if (0.0..=600.0).contains(&secs) => Ok(secs),
+        Ok(secs) if !secs.is_finite() => Err(format!("`{text}` is not a finite number of seconds")),
+        Ok(_) => Err(format!("{text} is out of range: 0 to 600 seconds")),
+        Err(_) => Err(format!("`{text}` is not a number of seconds")),
+    }
 }
 
 /// Options-file format.
@@ -228,6 +269,49 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.get_best_iops_with_buffer_sizes, vec![512, 4096]);
+    }
+
+    /// Issue 9: every numeric option is bounded where it is parsed (clap exits 2), so that
+    /// absurd values never reach the measurement (u64::MAX seconds panicked in the shards,
+    /// 10^10 s tried to allocate 112 GB of samples).
+    #[test]
+    fn out_of_range_values_are_refused_at_parse_time() {
+        for (option, bad, good) in [
+            (
+                "--duration",
+                &["0", "86401", "10000000000", "18446744073709551615"][..],
+                "86400",
+            ),
+            ("--accuracy", &["101", "-1"], "100"),
+            ("--smp", &["0", "1025"], "1024"),
+            ("--force-io-depth", &["1048577"], "1048576"),
+            ("--sequential-write-io-depth", &["0", "4097"], "4096"),
+            ("--sequential-read-io-depth", &["0", "4097"], "1"),
+            ("--random-write-io-depth", &["0", "4097"], "4096"),
+            ("--random-read-io-depth", &["0", "4097"], "4096"),
+            ("--ramp-time", &["-1", "601", "NaN", "inf"], "600"),
+        ] {
+            let args = |v: &str| {
+                Cli::try_parse_from(["iotune", "--evaluation-directory", "/x", option, v])
+            };
+            for v in bad {
+                let e = args(v).expect_err(&format!("{option} {v} was accepted"));
+                assert_eq!(e.exit_code(), 2, "{option} {v}");
+            }
+            assert!(args(good).is_ok(), "{option} {good}");
+        }
+        let sustained = |v: &str| {
+            Cli::try_parse_from([
+                "iotune",
+                "--evaluation-directory",
+                "/x",
+                "--sustained",
+                "--sustained-max",
+                v,
+            ])
+        };
+        assert!(sustained("0").is_err() && sustained("86401").is_err());
+        assert!(sustained("86400").is_ok());
     }
 
     #[test]

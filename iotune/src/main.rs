@@ -2,6 +2,7 @@
 //! See `iotune --help` and the README for units and options.
 
 mod cli;
+mod disk_lock;
 mod options;
 mod phases;
 mod progress;
@@ -31,8 +32,15 @@ static STOP: AtomicBool = AtomicBool::new(false);
 const GIB: u64 = 1 << 30;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
+    // Values out of range are refused by clap (exit 2); so are bad combinations and sizes.
+    let opts = match Options::from_cli(Cli::parse()) {
+        Ok(opts) => opts,
+        Err(e) => {
+            eprintln!("iotune: error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) if STOP.load(Ordering::Relaxed) => {
             eprintln!("iotune: interrupted; no properties file was written and no test file is left behind");
@@ -45,8 +53,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
-    let opts = Options::from_cli(cli)?;
+fn run(opts: Options) -> Result<()> {
     // First Ctrl-C: stop submitting, drain, exit 130. Test files have no name, so even a second
     // Ctrl-C (immediate exit) leaves nothing behind.
     let _ = ctrlc::set_handler(|| {
@@ -54,24 +61,31 @@ fn run(cli: Cli) -> Result<()> {
             std::process::exit(130);
         }
     });
-    for p in [
-        opts.properties_file.as_deref(),
-        opts.options_file.as_ref().map(|(p, _)| p.as_path()),
-        opts.report.as_deref(),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        check_output_dir(p)?;
+    for (option, path) in [
+        ("--properties-file", opts.properties_file.as_deref()),
+        (
+            "--options-file",
+            opts.options_file.as_ref().map(|(p, _)| p.as_path()),
+        ),
+        ("--report", opts.report.as_deref()),
+    ] {
+        if let Some(path) = path {
+            check_output_dir(option, path)?;
+        }
     }
     let kind = choose_engine(opts.engine)?;
-    let shards = opts.smp.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let shards = opts.smp.unwrap_or(cpus.min(cli::MAX_SHARDS));
+    if shards > cpus {
+        eprintln!(
+            "WARN: --smp {shards} is above the {cpus} CPU(s) this process may use: shards share \
+             CPUs, so the figures may be the CPUs' limit rather than the disk's"
+        );
+    }
 
     let targets = resolve_targets(&opts.directories)?;
+    // One calibration per disk: held until the run ends.
+    let _locks = disk_lock::lock_disks(&targets)?;
     let progress = Progress::new();
     let mut report = Report {
         tool: "iotune-rs",
@@ -178,29 +192,32 @@ fn options_line(properties: &Path, format: OptionsFormat) -> String {
     }
 }
 
-/// Fails before measuring when an output file could not be written afterwards.
-fn check_output_dir(path: &Path) -> Result<()> {
+/// Fails before measuring when the output file `path` of `option` could not be written
+/// afterwards: its directory is missing, read-only or immutable, or the path is a directory.
+fn check_output_dir(option: &str, path: &Path) -> Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     if !dir.is_dir() {
         bail!(
-            "cannot write {}: directory {} does not exist",
+            "{option} {}: cannot be written: directory {} does not exist",
             path.display(),
             dir.display()
         );
     }
-    if path.is_dir() {
-        bail!("cannot write {}: it is a directory", path.display());
-    }
-    Ok(())
+    // A read-only or immutable directory is found now, not after the measurement.
+    scheduler::atomic_file::check_writable(path)
+        .with_context(|| format!("{option} {}: cannot be written", path.display()))
 }
 
 fn choose_engine(requested: Option<EngineKind>) -> Result<EngineKind> {
     let (kind, passed_over) = engine::select(requested).context("--engine uring was requested")?;
     if let Some(e) = passed_over {
-        eprintln!("WARN: {e}; falling back to the threads engine (blocking pread/pwrite)");
+        eprintln!(
+            "WARN: {:#}; falling back to the threads engine (blocking pread/pwrite)",
+            anyhow::Error::from(e)
+        );
     }
     Ok(kind)
 }

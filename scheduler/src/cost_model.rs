@@ -561,6 +561,25 @@ fn check_latency_goal(goal_ms: f64) -> Result<(), CostError> {
     }
 }
 
+/// A latency goal written as text (a command-line value such as `0.75`), milliseconds: a
+/// finite number in [[`MIN_LATENCY_GOAL_MS`], [`MAX_LATENCY_GOAL_MS`]], checked where it is
+/// given even when no model will use it (an unconfigured queue ignores the goal).
+///
+/// # Errors
+///
+/// [`CostError::LatencyGoalNotANumber`] for text that is not a number;
+/// [`CostError::BadLatencyGoal`] for NaN, an infinity or a number out of range.
+pub fn parse_latency_goal_ms(text: &str) -> Result<f64, CostError> {
+    let goal_ms: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| CostError::LatencyGoalNotANumber {
+            text: text.to_owned(),
+        })?;
+    check_latency_goal(goal_ms)?;
+    Ok(goal_ms)
+}
+
 fn check_config(cfg: &CostConfig) -> Result<(), CostError> {
     check_latency_goal(cfg.latency_goal_ms)?;
     if cfg.io_groups == 0 || cfg.shards_in_group == 0 {
@@ -609,6 +628,12 @@ pub enum CostError {
         dir: Direction,
         /// What exactly is too small, with the numbers.
         detail: String,
+    },
+    /// The latency goal's text is not a number.
+    #[error("`{text}` is not a number of milliseconds")]
+    LatencyGoalNotANumber {
+        /// The text as given.
+        text: String,
     },
     /// The latency goal is not a finite number of milliseconds in the accepted range.
     #[error("io latency goal {goal_ms} ms is invalid; expected a number of milliseconds between {MIN_LATENCY_GOAL_MS:e} (one capacity unit) and {MAX_LATENCY_GOAL_MS} (one hour)")]

@@ -184,9 +184,36 @@ impl RingQueue {
             .map_err(|r| RingQueueError::Queue(r.error))
     }
 
-    /// Requests queued or in the disk.
+    /// Cancels `request` (from [`queue`](Self::queue)), as [`IoQueue::cancel`]: parts not
+    /// pushed into the ring yet never will be, and cost no tokens. Returns the request's
+    /// [`RingIo::user_data`] when none of its parts is in the ring: it will not complete, and
+    /// its slot is free again. Returns `None` when parts are in the ring: the request completes
+    /// through [`poll`](Self::poll) once they do, its result counting the bytes before the
+    /// first part that did not go out (`-ECANCELED` if that was the first part).
+    ///
+    /// This is how a caller with a deadline ends at it: requests still waiting for tokens (or
+    /// a bandwidth limit, or room in the ring) are cancelled, and only what is in the disk is
+    /// waited for ([`in_flight`](Self::in_flight)).
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::UnknownRequest`] for a request that completed, was cancelled already, or
+    /// is another queue's.
+    pub fn cancel(&mut self, request: RequestId) -> Result<Option<u64>, QueueError> {
+        Ok(self.core.cancel(request)?.map(|t| t.user_data))
+    }
+
+    /// Requests queued or in the disk. Parts of cancelled requests count until the next
+    /// [`poll`](Self::poll) discards them (not while their class is over its bandwidth
+    /// limit); after cancelling, wait for [`in_flight`](Self::in_flight) instead.
     pub fn pending(&self) -> usize {
         self.core.pending()
+    }
+
+    /// Parts in the ring (dispatched and not completed): what a caller that cancelled the
+    /// rest still has to wait for.
+    pub fn in_flight(&self) -> usize {
+        self.core.in_flight()
     }
 
     /// Dispatches what the tokens allow, submits, and reaps completions, calling

@@ -4,14 +4,13 @@
 //! on a 4 KiB-block XFS they never do.
 
 use std::cell::Cell;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use scheduler::alignment::{
     bucket_alignment, bucket_index, bucket_label, AlignmentCounts, AlignmentParams,
@@ -20,6 +19,7 @@ use scheduler::alignment::{
 };
 use scheduler::engine::fiemap;
 use scheduler::topology::{BlockDevice, DeviceKind, QueueLimits, Topology};
+use test_support::LoopFs;
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1 << 20;
@@ -712,98 +712,6 @@ fn sample_every_for_keeps_within_budget() {
 // ---------------------------------------------------------------------------------------------
 // The real thing: loop devices with XFS
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
-
-fn have(tool: &str) -> bool {
-    // Spawning fails with NotFound when the tool is not installed; its exit status is moot.
-    Command::new(tool).arg("-V").output().is_ok()
-}
-
-fn run(cmd: &mut Command) -> Result<String, String> {
-    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(format!(
-            "{cmd:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-/// A loop device over an image file, formatted and mounted; undone on drop (umount, then
-/// `losetup -d`). The image lives in a TempDir the caller drops afterwards.
-struct LoopFs {
-    device: String,
-    mountpoint: PathBuf,
-    mounted: bool,
-}
-
-impl LoopFs {
-    /// Ok(None) with a printed reason when the machine cannot do it.
-    fn create(image: &Path, mountpoint: &Path, block_size: u32) -> Result<Option<LoopFs>, String> {
-        File::create(image)
-            .and_then(|f| f.set_len(1 << 30))
-            .map_err(|e| format!("image {}: {e}", image.display()))?;
-        let device = match run(Command::new("losetup")
-            .args(["--find", "--show", "--direct-io=on"])
-            .arg(image))
-        {
-            Ok(d) => d,
-            Err(e) => {
-                println!("skipping: cannot attach a loop device: {e}");
-                return Ok(None);
-            }
-        };
-        let mut fs = LoopFs {
-            device,
-            mountpoint: mountpoint.to_path_buf(),
-            mounted: false,
-        };
-        run(Command::new("mkfs.xfs")
-            .args(["-f", "-q", "-b"])
-            .arg(format!("size={block_size}"))
-            .arg(&fs.device))?;
-        std::fs::create_dir_all(mountpoint).map_err(|e| e.to_string())?;
-        if let Err(e) = run(Command::new("mount").arg(&fs.device).arg(mountpoint)) {
-            println!("skipping: cannot mount XFS: {e}");
-            return Ok(None);
-        }
-        fs.mounted = true;
-        Ok(Some(fs))
-    }
-}
-
-impl Drop for LoopFs {
-    fn drop(&mut self) {
-        if self.mounted {
-            for attempt in 0..10 {
-                match run(Command::new("umount").arg(&self.mountpoint)) {
-                    Ok(_) => break,
-                    Err(e) if attempt == 9 => {
-                        eprintln!("{e}; detaching lazily");
-                        let _ = run(Command::new("umount").arg("-l").arg(&self.mountpoint));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(200)),
-                }
-            }
-        }
-        if let Err(e) = run(Command::new("losetup").arg("-d").arg(&self.device)) {
-            eprintln!("{e}");
-        }
-    }
-}
-
 const THREADS: usize = 8;
 const WRITES: u64 = 80; // > PENDING: exercises the incremental refresh
 const WRITE_SIZE: usize = 128 << 10;
@@ -867,38 +775,25 @@ fn concurrent_appends(dir: &Path, params: &AlignmentParams) -> AlignmentCounts {
 
 #[test]
 fn xfs_block_size_decides_physical_alignment() {
-    if !is_root() {
-        println!("skipping: needs root (losetup, mkfs.xfs, mount)");
-        return;
-    }
-    for tool in ["losetup", "mkfs.xfs", "mount"] {
-        if !have(tool) {
-            println!("skipping: {tool} is not installed (apt-get install -y xfsprogs)");
-            return;
-        }
-    }
-    let work = tempfile::tempdir().expect("temp dir");
     let mut reports = Vec::new();
     for block_size in [1024u32, 4096] {
-        let image = work.path().join(format!("xfs-{block_size}.img"));
-        let mnt = work.path().join(format!("mnt-{block_size}"));
-        let fs = match LoopFs::create(&image, &mnt, block_size) {
-            Ok(Some(fs)) => fs,
-            Ok(None) => return,
-            Err(e) => panic!("{e}"),
+        // Skips with the reason printed without root, losetup, mkfs.xfs or mount.
+        let Some(fs) = LoopFs::xfs(block_size, 1 << 30) else {
+            return;
         };
-        let topology = Topology::for_directory(&mnt).expect("topology of the loop mount");
+        let mnt = &fs.mountpoint;
+        let topology = Topology::for_directory(mnt).expect("topology of the loop mount");
         assert_eq!(topology.fs_type, "xfs");
         assert_eq!(topology.fs_block_size, u64::from(block_size));
         // A plain loop device claims 512-byte physical sectors; judge at 4 KiB, as on the
         // seed's 512e drives.
         let params = AlignmentParams::from_topology(&topology, Some(4096), 1);
         assert_eq!(params.device_physical_block_size, 512);
-        let counts = concurrent_appends(&mnt, &params);
+        let counts = concurrent_appends(mnt, &params);
         let report = AlignmentReport::new(&params, &counts);
         println!(
             "XFS with {block_size}-byte blocks on {}:\n{}",
-            fs.device,
+            fs.devices[0],
             serde_yaml::to_string(&report).unwrap()
         );
         drop(fs);

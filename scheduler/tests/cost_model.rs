@@ -344,3 +344,19 @@ proptest! {
         prop_assert!(is_zero_rate);
     }
 }
+
+/// Issue 9: a goal given as text is checked where it is given, with or without a model to use
+/// it: 0, NaN and infinities are refused, and the error says what is accepted.
+#[test]
+fn latency_goal_text_is_checked() {
+    use scheduler::cost_model::{parse_latency_goal_ms, MAX_LATENCY_GOAL_MS};
+    assert_eq!(parse_latency_goal_ms("0.75"), Ok(0.75));
+    assert_eq!(parse_latency_goal_ms(" 3600000 "), Ok(MAX_LATENCY_GOAL_MS));
+    for bad in ["0", "NaN", "inf", "-1", "3600001", "1e-9"] {
+        let e = parse_latency_goal_ms(bad).unwrap_err();
+        assert!(matches!(e, CostError::BadLatencyGoal { .. }), "{bad}: {e}");
+        assert!(e.to_string().contains("between"), "{e}");
+    }
+    let e = parse_latency_goal_ms("fast").unwrap_err();
+    assert_eq!(e.to_string(), "`fast` is not a number of milliseconds");
+}

@@ -432,6 +432,7 @@ fn from_file_error_names_path() {
 
 // ----------------------------------------------------------------------------------- atomic write
 
+#[cfg(feature = "harness")]
 #[test]
 fn write_atomically_leaves_only_the_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -450,6 +451,7 @@ fn write_atomically_leaves_only_the_file() {
     assert_eq!(IoProperties::from_file(&path).unwrap().0, props);
 }
 
+#[cfg(feature = "harness")]
 #[test]
 fn write_atomically_fails_cleanly_in_missing_directory() {
     let dir = tempfile::tempdir().unwrap();

@@ -24,6 +24,7 @@ fn throttled_device_truth_within_one_percent() {
     let props = out_dir.path().join("p.yaml");
     let script = throttle.run_inside_script();
     let out = run(Command::new("sh")
+        .env(e2e::IOTUNE_LOCK_DIR, e2e::iotune_lock_dir())
         .args(["-c", &script, "sh"])
         .arg(bin("iotune"))
         .args([

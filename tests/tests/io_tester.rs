@@ -289,32 +289,11 @@ fn keep_files_and_bad_storage() {
 
 #[test]
 fn block_device_writes_need_the_flag() {
-    if !e2e::is_root() || Command::new("losetup").arg("--version").output().is_err() {
-        println!("skipped: needs root and losetup for a loop device");
+    // Skips with the reason printed without root or losetup.
+    let Some(loop_dev) = e2e::LoopDevice::new(64 << 20) else {
         return;
-    }
-    let dir = disk_dir();
-    let img = dir.path().join("img");
-    std::fs::File::create(&img)
-        .unwrap()
-        .set_len(64 << 20)
-        .unwrap();
-    let out = run(Command::new("losetup").args(["--find", "--show", img.to_str().unwrap()]));
-    if !out.status.success() {
-        println!(
-            "skipped: losetup failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return;
-    }
-    let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    struct Detach(String);
-    impl Drop for Detach {
-        fn drop(&mut self) {
-            let _ = Command::new("losetup").args(["-d", &self.0]).status();
-        }
-    }
-    let _guard = Detach(dev.clone());
+    };
+    let dev = loop_dev.device.clone();
     let conf_dir = tempfile::tempdir().unwrap();
     let conf = conf_dir.path().join("c.yaml");
     std::fs::write(
@@ -467,46 +446,34 @@ fn ctrl_c_removes_every_file() {
          - name: u\n  shards: all\n  type: unlink\n  data_size: 1MB\n  files_count: 20000\n  shard_info: {parallelism: 1, think_time: 1ms}\n",
     )
     .unwrap();
-    let mut child = Command::new(bin("io-tester"))
-        .args([
-            "--storage",
-            storage.path().to_str().unwrap(),
-            "--conf",
-            conf.to_str().unwrap(),
-            "--duration",
-            "60",
-            "--smp",
-            "1",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until the unlink job's files exist (setup), then interrupt twice.
-    let t = std::time::Instant::now();
-    while entries(storage.path()).is_empty() && t.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_secs(2));
+    let mut child = e2e::Running::spawn(Command::new(bin("io-tester")).args([
+        "--storage",
+        storage.path().to_str().unwrap(),
+        "--conf",
+        conf.to_str().unwrap(),
+        "--duration",
+        "60",
+        "--smp",
+        "1",
+    ]));
+    // The run has started once the unlink job removes files (the setup only makes them: the
+    // count rises until then, and falls after): interrupt then, twice.
+    let mut before = 0;
+    let started = e2e::wait_until(Duration::from_secs(120), || {
+        let n = e2e::files_below(storage.path());
+        let falling = n < before;
+        before = n;
+        falling
+    });
+    assert!(started, "the run did not start: {}", child.stderr());
     for _ in 0..2 {
-        // SAFETY: kill on our own child's pid.
-        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        child.signal(libc::SIGINT);
         std::thread::sleep(Duration::from_millis(20));
     }
-    let t = std::time::Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "io-tester did not stop after SIGINT"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert_eq!(status.code(), Some(130), "{stderr}");
+    let (status, _) = child
+        .wait_exit(Duration::from_secs(60))
+        .expect("io-tester did not stop after SIGINT");
+    assert_eq!(status.code(), Some(130), "{}", child.stderr());
     e2e::assert_empty(storage.path());
 }
 

@@ -1,10 +1,9 @@
 //! The built `iotune` binary on real directories.
 
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use e2e::{bin, disk_dir, entries, run};
+use e2e::{disk_dir, entries, run, Running};
 use scheduler::io_properties::IoProperties;
 
 /// Short-run arguments: 4 s base duration, 2 shards, 128 MiB per shard, 1 s ramps.
@@ -43,7 +42,7 @@ fn check_full_run(eval: &Path, engine: &str, on_disk: bool) {
     let out_dir = tempfile::tempdir().unwrap();
     let props = out_dir.path().join("io-properties.yaml");
     let report = out_dir.path().join("report.json");
-    let out = run(Command::new(bin("iotune")).args(quick(eval)).args([
+    let out = run(e2e::iotune().args(quick(eval)).args([
         "--engine",
         engine,
         "--properties-file",
@@ -195,7 +194,7 @@ fn full_run_on_tmpfs_without_a_block_device() {
 fn expect_error(args: &[&str], needle: &str) {
     let out_dir = tempfile::tempdir().unwrap();
     let props = out_dir.path().join("p.yaml");
-    let out = run(Command::new(bin("iotune"))
+    let out = run(e2e::iotune()
         .args(args)
         .args(["--properties-file", props.to_str().unwrap()]));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -211,6 +210,8 @@ fn expect_error(args: &[&str], needle: &str) {
 
 #[test]
 fn bad_input_is_a_clear_error() {
+    // Some of these measure before they fail: one iotune at a time per disk.
+    let _serial = e2e::serial();
     let eval = disk_dir();
     let e = eval.path().to_str().unwrap();
     let file = eval.path().join("plain-file");
@@ -223,7 +224,7 @@ fn bad_input_is_a_clear_error() {
     expect_error(&["--evaluation-directory", f], "is not a directory");
     expect_error(
         &["--evaluation-directory", e, "--duration", "0"],
-        "--duration 0",
+        "invalid value '0' for '--duration <SECS>'",
     );
     expect_error(
         &["--evaluation-directory", e, "--saturation", "sideways"],
@@ -260,7 +261,7 @@ fn bad_input_is_a_clear_error() {
         ],
         "lower --file-size",
     );
-    let out = run(Command::new(bin("iotune")).args([
+    let out = run(e2e::iotune().args([
         "--evaluation-directory",
         e,
         "--options-file",
@@ -271,7 +272,7 @@ fn bad_input_is_a_clear_error() {
     assert!(!Path::new("/tmp/iotune-e2e-x.conf").exists());
     std::fs::remove_file(&file).unwrap();
     // An output path in a missing directory fails before measuring.
-    let out = run(Command::new(bin("iotune"))
+    let out = run(e2e::iotune()
         .args(quick(eval.path()))
         .args(["--properties-file", "/nonexistent/dir/p.yaml"]));
     assert!(!out.status.success());
@@ -282,42 +283,34 @@ fn bad_input_is_a_clear_error() {
 
 #[test]
 fn ctrl_c_leaves_nothing_behind() {
+    // One iotune at a time per disk (a second would be refused).
+    let _serial = e2e::serial();
     let eval = disk_dir();
     let out_dir = tempfile::tempdir().unwrap();
     let props = out_dir.path().join("p.yaml");
-    let mut child = Command::new(bin("iotune"))
-        .args([
-            "--evaluation-directory",
-            eval.path().to_str().unwrap(),
-            "--duration",
-            "60",
-            "--smp",
-            "2",
-            "--file-size",
-            "64M",
-        ])
-        .args(["--properties-file", props.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(2));
-    // SAFETY: kill on our own child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let t = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "iotune did not stop within 10 s of SIGINT"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(status.code(), Some(130));
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let mut child = Running::spawn(
+        e2e::iotune()
+            .args([
+                "--evaluation-directory",
+                eval.path().to_str().unwrap(),
+                "--duration",
+                "60",
+                "--smp",
+                "2",
+                "--file-size",
+                "64M",
+            ])
+            .args(["--properties-file", props.to_str().unwrap()]),
+    );
+    // Interrupt once it measures (its first line), however long the setup took.
+    assert!(
+        child.wait_for_line("Warming up", Duration::from_secs(60)),
+        "iotune did not start measuring: {}",
+        child.stderr()
+    );
+    let (status, took) = child.signal_and_wait(libc::SIGINT, Duration::from_secs(10));
+    let stderr = child.stderr();
+    assert_eq!(status.code(), Some(130), "after {took:?}: {stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
     assert!(!props.exists());
     e2e::assert_empty(eval.path());
@@ -326,14 +319,9 @@ fn ctrl_c_leaves_nothing_behind() {
 
 #[test]
 fn fs_check_and_options_file() {
+    let _serial = e2e::serial();
     let eval = disk_dir();
-    let out = run(Command::new(bin("iotune")).args([
-        "--evaluation-directory",
-        eval.path().to_str().unwrap(),
-        "--fs-check",
-        "--smp",
-        "1",
-    ]));
+    let out = e2e::iotune_fs_check(eval.path(), &["--smp", "1"]);
     assert!(
         out.status.success(),
         "{}",
@@ -345,7 +333,7 @@ fn fs_check_and_options_file() {
     let out_dir = tempfile::tempdir().unwrap();
     let props = out_dir.path().join("p.yaml");
     let conf = out_dir.path().join("io.conf");
-    let out = run(Command::new(bin("iotune")).args(quick(eval.path())).args([
+    let out = run(e2e::iotune().args(quick(eval.path())).args([
         "--properties-file",
         props.to_str().unwrap(),
         "--options-file",
@@ -447,7 +435,7 @@ fn optional_probes_write_optional_keys() {
 
     let out_dir = tempfile::tempdir().unwrap();
     let report = out_dir.path().join("r.json");
-    let out = run(Command::new(bin("iotune")).args(&args).args([
+    let out = run(e2e::iotune().args(&args).args([
         "--get-best-iops-with-buffer-sizes",
         "4k,8k",
         "--report",

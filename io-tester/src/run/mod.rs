@@ -50,6 +50,9 @@ pub struct Settings {
     pub kind: EngineKind,
     /// Keep the data files.
     pub keep_files: bool,
+    /// The run's own directory for named files that are not kept (unlink jobs'), when a job
+    /// needs one; removed when the settings drop.
+    pub run_dir: Option<files::RunDir>,
     /// The disk model shared by all shards.
     pub group: Arc<IoGroup>,
     /// How alignment is judged (block sizes, partition offset, md chunk).
@@ -284,6 +287,7 @@ fn prepare_shard(
         let size = per_shard_data_size(job, settings.smp);
         let f = files::prepare(
             &settings.storage,
+            settings.run_dir.as_ref().map(files::RunDir::path),
             job,
             shard,
             settings.smp,

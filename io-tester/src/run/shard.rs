@@ -10,6 +10,13 @@
 //! active from the run's start to its last completion; any other job until the shard stopped
 //! issuing (the end of the run, or Ctrl-C), or until its last completion if requests still in
 //! flight then completed later (they count, and so does the time they took).
+//!
+//! Nothing waits past the end of the run (`--duration`) or a stop (Ctrl-C, another shard's
+//! error): a `cpu` step spins until its `execution_time` or the end, whichever comes first
+//! (a step cut short is not counted); think times, rps ticks and waits for tokens are cut
+//! at the end and watch the stop flag; requests still queued at the end — waiting for tokens,
+//! a bandwidth limit or room in the ring — are cancelled and not counted. Only requests
+//! already in the disk are waited for: they count, with the bytes they moved.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +28,7 @@ use hdrhistogram::Histogram;
 use scheduler::alignment::{AlignmentCounts, AlignmentTracer};
 use scheduler::engine::rng::Rng;
 use scheduler::engine::{self, fiemap, TestFile};
-use scheduler::io_queue::ClassId;
+use scheduler::io_queue::{ClassId, RequestId};
 use scheduler::ring_queue::{RingIo, RingQueue};
 use scheduler::Direction;
 
@@ -191,10 +198,12 @@ struct Fiber {
     rng: Rng,
 }
 
-/// Slot → (fiber, file offset of the request in it).
+/// Slot → (fiber, file offset of the request in it, the request while it is queued or in the
+/// disk).
 struct SlotInfo {
     fiber: usize,
     offset: u64,
+    request: Option<RequestId>,
 }
 
 /// Runs the shard until `duration` has passed (or `stop` is raised, or every fiber finished
@@ -209,6 +218,7 @@ pub fn run(
 ) -> Result<Histogram<u64>> {
     let start = Instant::now();
     let end = start + duration;
+    let clock = RunClock { start, end, stop };
     let mut fibers = Vec::new();
     let mut slot = 0;
     for (ji, j) in jobs.iter().enumerate() {
@@ -236,6 +246,7 @@ pub fn run(
         .map(|_| SlotInfo {
             fiber: 0,
             offset: 0,
+            request: None,
         })
         .collect();
     let mut completions = Vec::with_capacity(slot.max(1));
@@ -246,12 +257,18 @@ pub fn run(
     // When the shard stopped issuing (the end of the run, Ctrl-C, an error, or every fiber
     // finished).
     let mut stopped_at: Option<Instant> = None;
+    let mut cancelled = false;
 
     loop {
         let now = Instant::now();
         let stopping = now >= end || stop.load(Ordering::Relaxed) || error.is_some();
         if stopping && stopped_at.is_none() {
             stopped_at = Some(now.min(end));
+        }
+        if stopping && !cancelled {
+            // What has not reached the disk yet never will: no wait for tokens past the end.
+            cancel_queued(queue, &mut fibers, &mut slots);
+            cancelled = true;
         }
         // One pass: start the fibers that are due, and find the next timer (and how to sleep
         // until it) among the idle ones.
@@ -264,9 +281,16 @@ pub fn run(
                     continue;
                 }
                 if f.in_flight == 0 && f.next_at <= now {
-                    if let Err(e) =
-                        step(queue, jobs, &mut fibers, &mut slots, fi, now, &mut sequence)
-                    {
+                    if let Err(e) = step(
+                        queue,
+                        jobs,
+                        &mut fibers,
+                        &mut slots,
+                        fi,
+                        now,
+                        &mut sequence,
+                        &clock,
+                    ) {
                         error = Some(e);
                         break;
                     }
@@ -285,7 +309,13 @@ pub fn run(
             queue_len.saturating_record(queue.stats().in_flight as u64);
             next_sample += Duration::from_millis(200);
         }
-        let pending = queue.pending();
+        // Once stopping, the cancelled requests' parts may linger in the core until a poll
+        // discards them: only what is in the disk is waited for.
+        let pending = if cancelled {
+            queue.in_flight()
+        } else {
+            queue.pending()
+        };
         if pending == 0 && (stopping || !live) {
             // Every fiber finished early: no need to wait for the end of the run.
             stopped_at.get_or_insert(now);
@@ -306,7 +336,8 @@ pub fn run(
                 completions.push(c)
             })?;
             for c in &completions {
-                let s = &slots[c.user_data as usize];
+                let s = &mut slots[c.user_data as usize];
+                s.request = None;
                 let fiber = &mut fibers[s.fiber];
                 let j = &mut jobs[fiber.job];
                 if c.result < 0 {
@@ -343,11 +374,11 @@ pub fn run(
                 }
                 fiber.in_flight -= 1;
                 if fiber.in_flight == 0 {
-                    schedule_next(fiber, j, start, c.completed_at);
+                    schedule_next(fiber, j, &clock, c.completed_at);
                 }
             }
         } else if let Some(t) = next_timer {
-            sleep_until(t, next.map_or(SleepType::Steady, |(_, how)| how));
+            sleep_until(t, next.map_or(SleepType::Steady, |(_, how)| how), stop);
         } else {
             break;
         }
@@ -388,7 +419,37 @@ fn exhausted(f: &Fiber, j: &JobRun) -> bool {
             || (j.job.kind == JobKind::Unlink && j.next_unlink >= j.unlink_files.len()))
 }
 
+/// The shard's run: it started at `start` and ends at `end`, or earlier once `stop` is raised.
+struct RunClock<'a> {
+    start: Instant,
+    end: Instant,
+    stop: &'a AtomicBool,
+}
+
+impl RunClock<'_> {
+    /// Whether the run is over at `now`.
+    #[inline]
+    fn reached(&self, now: Instant) -> bool {
+        now >= self.end || self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// Cancels every request not in the disk yet (see the module docs); their fibers no longer
+/// wait for them.
+fn cancel_queued(queue: &mut RingQueue, fibers: &mut [Fiber], slots: &mut [SlotInfo]) {
+    for s in slots.iter_mut() {
+        let Some(request) = s.request else { continue };
+        // `Ok(None)`: parts are in the disk; the request completes through `poll`. An error
+        // would mean it completed already, which clears `request` first.
+        if let Ok(Some(_)) = queue.cancel(request) {
+            s.request = None;
+            fibers[s.fiber].in_flight -= 1;
+        }
+    }
+}
+
 /// Starts fiber `fi`'s next step at `now`.
+#[allow(clippy::too_many_arguments)] // the loop's state a step touches; all plain borrows
 fn step(
     queue: &mut RingQueue,
     jobs: &mut [JobRun],
@@ -397,6 +458,7 @@ fn step(
     fi: usize,
     now: Instant,
     sequence: &mut u64,
+    clock: &RunClock<'_>,
 ) -> Result<()> {
     let f = &mut fibers[fi];
     let j = &mut jobs[f.job];
@@ -409,17 +471,29 @@ fn step(
     }
     match j.job.kind {
         JobKind::Cpu => {
-            let until = now + info.execution_time;
-            while Instant::now() < until {
-                std::hint::spin_loop();
+            // Spins until the step's execution time is over, or the run is: a step cut short
+            // is not counted.
+            let done_at = now.checked_add(info.execution_time);
+            let mut t = Instant::now();
+            loop {
+                if done_at.is_some_and(|d| t >= d) {
+                    break;
+                }
+                if clock.reached(t) {
+                    f.next_at = clock.end;
+                    return Ok(());
+                }
+                for _ in 0..64 {
+                    std::hint::spin_loop();
+                }
+                t = Instant::now();
             }
-            let t = Instant::now();
             j.stats.completed(t);
             j.stats
                 .latency_ns
                 .saturating_record(t.saturating_duration_since(now).as_nanos().max(1) as u64);
             f.issued += 1;
-            schedule_next(f, j, now, t);
+            schedule_next(f, j, clock, t);
         }
         JobKind::Unlink => {
             let Some(path) = j.unlink_files.get(j.next_unlink) else {
@@ -441,7 +515,7 @@ fn step(
                 .latency_ns
                 .saturating_record(t.saturating_duration_since(t0).as_nanos().max(1) as u64);
             f.issued += 1;
-            schedule_next(f, j, now, t);
+            schedule_next(f, j, clock, t);
         }
         kind => {
             let size = info.reqsize;
@@ -492,7 +566,11 @@ fn step(
                     // The fiber's slots are idle (its previous batch completed); the ring checks.
                     queue.ring().stamp(slot, *sequence, offset)?;
                 }
-                slots[slot] = SlotInfo { fiber: fi, offset };
+                slots[slot] = SlotInfo {
+                    fiber: fi,
+                    offset,
+                    request: None,
+                };
                 let iovecs = if info.vectorized {
                     info.iov_count.max(1) as u16
                 } else {
@@ -508,7 +586,7 @@ fn step(
                     user_data: slot as u64,
                     iovecs,
                 };
-                queue.queue(req, queued_at)?;
+                slots[slot].request = Some(queue.queue(req, queued_at)?);
                 f.in_flight += 1;
                 f.issued += 1;
             }
@@ -522,7 +600,7 @@ fn step(
 
 /// After a step completes at `now`: done (nothing left), closed loop (at once), think time, or
 /// the next rps tick.
-fn schedule_next(f: &mut Fiber, j: &JobRun, run_start: Instant, now: Instant) {
+fn schedule_next(f: &mut Fiber, j: &JobRun, clock: &RunClock<'_>, now: Instant) {
     if exhausted(f, j) {
         f.done = true;
         return;
@@ -542,28 +620,38 @@ fn schedule_next(f: &mut Fiber, j: &JobRun, run_start: Instant, now: Instant) {
         // Ticks follow the schedule; a fiber that fell behind issues at once.
         f.next_at = (f.next_at + pause).max(now);
     } else if !info.think_time.is_zero()
-        && now.saturating_duration_since(run_start) >= info.think_after
+        && now.saturating_duration_since(clock.start) >= info.think_after
     {
-        f.next_at = now + info.think_time;
+        // Beyond the clock's range is beyond any run's end.
+        f.next_at = now.checked_add(info.think_time).unwrap_or(clock.end);
     } else {
         f.next_at = now;
     }
 }
 
-fn sleep_until(t: Instant, how: SleepType) {
-    let now = Instant::now();
-    if t <= now {
-        return;
-    }
-    match how {
-        SleepType::Busyloop => {
-            while Instant::now() < t {
-                std::hint::spin_loop();
-            }
+/// Longest sleep between two looks at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(50);
+
+/// Waits until `t` the way the job asks, returning early once `stop` is raised (looked at
+/// every [`STOP_POLL`] at most).
+fn sleep_until(t: Instant, how: SleepType, stop: &AtomicBool) {
+    loop {
+        let now = Instant::now();
+        if t <= now || stop.load(Ordering::Relaxed) {
+            return;
         }
-        // The coarse clock ticks in milliseconds: round the wait up to one.
-        SleepType::Lowres => std::thread::sleep((t - now).max(Duration::from_millis(1))),
-        SleepType::Steady => std::thread::sleep(t - now),
+        match how {
+            SleepType::Busyloop => {
+                for _ in 0..64 {
+                    std::hint::spin_loop();
+                }
+            }
+            // The coarse clock ticks in milliseconds: round the wait up to one.
+            SleepType::Lowres => {
+                std::thread::sleep((t - now).clamp(Duration::from_millis(1), STOP_POLL))
+            }
+            SleepType::Steady => std::thread::sleep((t - now).min(STOP_POLL)),
+        }
     }
 }
 

@@ -72,7 +72,8 @@ fn uring_job(
         live,
         halt: &halt,
     };
-    let rec = run_loop(&mut ring, job, start, 0, || stream.next_offset(), &signals)?;
+    let rec = run_loop(&mut ring, job, start, 0, || stream.next_offset(), &signals)
+        .map_err(|e| full_filesystem(e, fd))?;
     if stop.load(Ordering::Relaxed) {
         return Err(EngineError::Interrupted);
     }
@@ -165,7 +166,7 @@ fn threads_job(
     let mut total: Option<Recorder> = None;
     let mut cpu = Duration::ZERO;
     for outcome in outcomes {
-        let (rec, c) = outcome?;
+        let (rec, c) = outcome.map_err(|e| full_filesystem(e, fd))?;
         cpu += c;
         match &mut total {
             None => total = Some(rec),
@@ -315,6 +316,29 @@ fn run_loop(
     }
 }
 
+/// A short write on a filesystem with less free space than the write missed is the
+/// filesystem being full: [`EngineError::NoSpace`] (free space from fstatvfs of `fd`). Any
+/// other error passes through.
+pub(crate) fn full_filesystem(e: EngineError, fd: RawFd) -> EngineError {
+    match e {
+        EngineError::Short {
+            op: "write",
+            offset,
+            len,
+            done,
+        } => match super::file::available_space_fd(fd) {
+            Ok(free) if free < len - done => EngineError::NoSpace {
+                offset,
+                len,
+                done,
+                free,
+            },
+            _ => e,
+        },
+        e => e,
+    }
+}
+
 /// Turns a completion result into an error: negative errno, or a short transfer.
 pub(crate) fn check(res: i32, size: usize, offset: u64, write: bool) -> Option<EngineError> {
     let op = if write { "write" } else { "read" };
@@ -334,5 +358,55 @@ pub(crate) fn check(res: i32, size: usize, offset: u64, write: bool) -> Option<E
         })
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+    use std::io;
+    use std::os::fd::AsRawFd as _;
+
+    use super::*;
+
+    /// Issue 9: the OS error is the source, not repeated in the message, so a chain printed
+    /// as "a: b" names it once.
+    #[test]
+    fn messages_do_not_repeat_their_source() {
+        let os = || io::Error::from_raw_os_error(libc::EROFS);
+        let path = std::path::PathBuf::from("/x");
+        for e in [
+            EngineError::UringUnavailable { source: os() },
+            EngineError::DirectIoUnsupported {
+                path: path.clone(),
+                source: os(),
+            },
+            EngineError::File { path, source: os() },
+            EngineError::Io {
+                op: "write",
+                offset: 0,
+                len: 4096,
+                source: os(),
+            },
+            EngineError::Submit { source: os() },
+            EngineError::Thread { source: os() },
+        ] {
+            let source = e.source().expect("a source").to_string();
+            assert!(!e.to_string().contains(&source), "{e}");
+        }
+    }
+
+    /// A short write where space is left is not a full filesystem.
+    #[test]
+    fn a_short_write_with_space_left_stays_short() {
+        let f = tempfile::tempfile().unwrap();
+        let short = EngineError::Short {
+            op: "write",
+            offset: 0,
+            len: 4096,
+            done: 512,
+        };
+        let e = full_filesystem(short, f.as_raw_fd());
+        assert!(matches!(e, EngineError::Short { .. }), "{e}");
     }
 }

@@ -290,3 +290,17 @@ pub fn available_space(dir: &Path) -> io::Result<u64> {
     };
     Ok(st.f_bavail as u64 * st.f_frsize as u64)
 }
+
+/// Bytes available to unprivileged users on the filesystem holding the open file `fd`
+/// (fstatvfs `f_bavail * f_frsize`).
+pub(crate) fn available_space_fd(fd: RawFd) -> io::Result<u64> {
+    // SAFETY: fstatvfs fills the zeroed struct for a descriptor the caller keeps open.
+    let st = unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        if libc::fstatvfs(fd, &mut st) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        st
+    };
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+}

@@ -189,6 +189,8 @@ pub(crate) struct Recorder {
     size: u64,
     pub(crate) requests: u64,
     pub(crate) ramp_requests: u64,
+    /// Completions per whole second of the measured window so far: grows with the run (up to
+    /// the second of the latest completion), never sized from the window's nominal length.
     per_second: Vec<SecondSample>,
     hist: Histogram<u64>,
     written_end: u64,
@@ -200,7 +202,6 @@ pub(crate) struct Recorder {
 
 impl Recorder {
     pub(crate) fn new(job: &JobSpec, start: Instant) -> Self {
-        let seconds = job.measure.as_secs() as usize + 1;
         Recorder {
             start,
             ramp_end: start + job.ramp,
@@ -210,7 +211,7 @@ impl Recorder {
             size: job.request_size,
             requests: 0,
             ramp_requests: 0,
-            per_second: vec![SecondSample::default(); seconds],
+            per_second: Vec::new(),
             hist: super::latency_histogram(),
             written_end: 0,
             seen: 0,
@@ -279,10 +280,12 @@ impl Recorder {
             Window::Second(s) => s,
         };
         self.requests += 1;
-        if let Some(s) = self.per_second.get_mut(second) {
-            s.requests += 1;
-            s.bytes += self.size;
+        if second >= self.per_second.len() {
+            self.per_second.resize(second + 1, SecondSample::default());
         }
+        let s = &mut self.per_second[second];
+        s.requests += 1;
+        s.bytes += self.size;
         let ns = at.ns.saturating_sub(submitted_ns);
         self.hist.saturating_record(ns.max(1));
     }
@@ -299,6 +302,10 @@ impl Recorder {
     pub(crate) fn merge(&mut self, other: &Recorder) {
         self.requests += other.requests;
         self.ramp_requests += other.ramp_requests;
+        if other.per_second.len() > self.per_second.len() {
+            self.per_second
+                .resize(other.per_second.len(), SecondSample::default());
+        }
         for (a, b) in self.per_second.iter_mut().zip(&other.per_second) {
             a.requests += b.requests;
             a.bytes += b.bytes;
@@ -322,13 +329,14 @@ impl Recorder {
     ) -> JobResult {
         let mut samples = self.per_second;
         let _ = self.start;
+        // Every whole second of the window gets a sample, those without completions too.
         let (requests, measured) = if self.cut {
             let whole = (self.end - self.ramp_end).as_secs();
-            samples.truncate(whole as usize);
+            samples.resize(whole as usize, SecondSample::default());
             let kept: u64 = samples.iter().map(|s| s.requests).sum();
             (kept, Duration::from_secs(whole))
         } else {
-            samples.truncate(job.measure.as_secs() as usize);
+            samples.resize(job.measure.as_secs() as usize, SecondSample::default());
             (self.requests, job.measure)
         };
         JobResult {
@@ -427,6 +435,46 @@ mod tests {
         assert!(r
             .hist
             .equivalent(r.hist.max(), (now - sub).as_nanos() as u64));
+    }
+
+    /// Issue 9: sample storage grows with the run, not with its nominal length (a window of
+    /// 10^9 s reached 6 GB in 6 s; 10^10 s tried to allocate 112 GB at once).
+    #[test]
+    fn samples_grow_with_the_run_not_its_nominal_length() {
+        let mut j = job(Pattern::Random);
+        j.measure = Duration::from_secs(300 * 86_400);
+        let t0 = Instant::now();
+        let mut r = Recorder::new(&j, t0);
+        assert!(
+            r.per_second.capacity() < 1024,
+            "{}",
+            r.per_second.capacity()
+        );
+        r.complete(t0, t0 + Duration::from_millis(2500), 0, false);
+        assert_eq!(r.per_second.len(), 3);
+        assert!(r.per_second.capacity() < 1024);
+        // A window cut after 4 s keeps 4 samples, the silent last one included.
+        r.cut(t0 + Duration::from_millis(4200));
+        let res = r.finish(&j, 0, Duration::ZERO, false);
+        assert_eq!(res.measured, Duration::from_secs(4));
+        let requests: Vec<u64> = res.samples.iter().map(|s| s.requests).collect();
+        assert_eq!(requests, [0, 0, 1, 0]);
+    }
+
+    #[test]
+    fn samples_cover_the_whole_window_and_merge() {
+        let mut j = job(Pattern::Random);
+        j.measure = Duration::from_secs(3);
+        let t0 = Instant::now();
+        let (mut a, mut b) = (Recorder::new(&j, t0), Recorder::new(&j, t0));
+        a.complete(t0, t0 + Duration::from_millis(100), 0, false);
+        b.complete(t0, t0 + Duration::from_millis(1100), 0, false);
+        b.complete(t0, t0 + Duration::from_millis(1200), 0, false);
+        a.merge(&b);
+        let res = a.finish(&j, 0, Duration::ZERO, false);
+        let requests: Vec<u64> = res.samples.iter().map(|s| s.requests).collect();
+        assert_eq!(requests, [1, 2, 0]);
+        assert_eq!(res.requests, 3);
     }
 
     #[test]

@@ -67,18 +67,20 @@ impl std::fmt::Display for EngineKind {
     }
 }
 
-/// Errors of the engine. Each names the operation and the offset or path involved.
+/// Errors of the engine. Each names the operation and the offset or path involved; the OS
+/// error is its [`source`](std::error::Error::source), not repeated in its message, so a
+/// chain printed as "a: b: c" (anyhow's `{:#}`) names each cause once.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// io_uring could not be set up (disabled by sysctl, forbidden by seccomp, too old a kernel).
-    #[error("io_uring is unavailable: {source} (use the threads engine)")]
+    #[error("io_uring is unavailable (use the threads engine)")]
     UringUnavailable {
         /// The `io_uring_setup` error.
         #[source]
         source: io::Error,
     },
     /// The filesystem refused O_DIRECT.
-    #[error("the filesystem holding {} does not support O_DIRECT: {source}", path.display())]
+    #[error("the filesystem holding {} does not support O_DIRECT", path.display())]
     DirectIoUnsupported {
         /// Directory where the test file was to be created.
         path: PathBuf,
@@ -87,7 +89,7 @@ pub enum EngineError {
         source: io::Error,
     },
     /// Creating or sizing a test file failed.
-    #[error("cannot create a test file in {}: {source}", path.display())]
+    #[error("cannot create a test file in {}", path.display())]
     File {
         /// Directory or file path.
         path: PathBuf,
@@ -96,7 +98,7 @@ pub enum EngineError {
         source: io::Error,
     },
     /// A request completed with an error.
-    #[error("{op} of {len} bytes at offset {offset} failed: {source}")]
+    #[error("{op} of {len} bytes at offset {offset} failed")]
     Io {
         /// "read" or "write".
         op: &'static str,
@@ -120,15 +122,31 @@ pub enum EngineError {
         /// Bytes transferred.
         done: u64,
     },
+    /// A write stored only part of its bytes because the filesystem is full (tmpfs ends a
+    /// write short at its size limit; the next one fails with `ENOSPC`).
+    #[error(
+        "the filesystem is full: a write of {len} bytes at offset {offset} stored only {done} \
+         (no space left on the device, {free} bytes free)"
+    )]
+    NoSpace {
+        /// File offset, bytes.
+        offset: u64,
+        /// Request size, bytes.
+        len: u64,
+        /// Bytes stored.
+        done: u64,
+        /// Bytes the filesystem had free after it (statvfs `f_bavail * f_frsize`).
+        free: u64,
+    },
     /// `io_uring_enter` failed.
-    #[error("io_uring submission failed: {source}")]
+    #[error("io_uring submission failed")]
     Submit {
         /// The `io_uring_enter` error.
         #[source]
         source: io::Error,
     },
     /// A shard thread could not be started.
-    #[error("cannot start a shard thread: {source}")]
+    #[error("cannot start a shard thread")]
     Thread {
         /// The spawn error.
         #[source]
@@ -499,5 +517,5 @@ pub fn fill(
             free.push(slot);
         });
     }
-    first_error.map_or(Ok(()), Err)
+    first_error.map_or(Ok(()), |e| Err(closed_loop::full_filesystem(e, file.fd())))
 }

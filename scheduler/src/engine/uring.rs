@@ -89,7 +89,7 @@ pub(crate) fn submission_check(
                 continue;
             }
             if let Some(e) = check(res, size, offset, true) {
-                return Err(e);
+                return Err(super::closed_loop::full_filesystem(e, fd));
             }
             break;
         }

@@ -225,12 +225,20 @@ impl Served {
                  than its block size; under {:.0}% of the bytes or requests reached the disks)",
                 CACHED_BELOW * 100.0
             )),
-            Verdict::More => Some(format!(
-                "{numbers}, more than the {:.0}% the requests explain: other I/O shared the \
-                 disks, or the layers below the filesystem turned requests into \
-                 read-modify-write; the figure is what was left for these requests",
-                self.fraction_limit.unwrap_or(MORE_ABOVE) * 100.0
-            )),
+            Verdict::More => {
+                let limit = self.fraction_limit.unwrap_or(MORE_ABOVE);
+                // What the requests explain: the limit without its tolerance.
+                let explained = (limit / MORE_ABOVE * self.completed_bytes as f64) as u64;
+                Some(format!(
+                    "{numbers}: {} more than these requests explain (over the {:.0}% allowed). \
+                     Other I/O ran on the disks during {what} (another program, or another \
+                     calibration of the same disks), or the layers below the filesystem turned \
+                     requests into read-modify-write; if it was other I/O, the figure is low: \
+                     it is what the disks had left for these requests",
+                    bytes(self.device_bytes.saturating_sub(explained)),
+                    limit * 100.0
+                ))
+            }
             Verdict::Served | Verdict::Unverified => None,
         }
     }
@@ -375,6 +383,15 @@ mod tests {
         assert_eq!(s.verdict, Verdict::More);
         let w = s.warning("sequential read").unwrap();
         assert!(w.contains("other I/O") && w.contains("150.0%"), "{w}");
+        // Issue 9: says that other I/O ran during the phase, how much, and that the figure is
+        // low.
+        for needle in [
+            "500.0 MiB more than these requests explain",
+            "Other I/O ran on the disks during sequential read",
+            "the figure is low",
+        ] {
+            assert!(w.contains(needle), "{needle:?} not in {w}");
+        }
     }
 
     fn write(completed_mib: u64, device_mib: u64, copies: u32) -> ServedInput {
