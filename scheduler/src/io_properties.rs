@@ -14,7 +14,7 @@
 //!     write_bandwidth: 1764753408
 //! ```
 //!
-//! Reading is done in two steps: the text is parsed once into a [`yaml_tree::Node`] tree, and
+//! Reading is done in two steps: the text is parsed once into a [`crate::yaml::Node`] tree, and
 //! then validated by hand, so that every error names the file, the entry (`disks[N]`) and the key.
 //! Texts over 16 MiB ([`MAX_FILE_BYTES`]) are refused before parsing; a file of that size
 //! would already describe about 100000 disks.
@@ -25,10 +25,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use yaml_tree::{escape_controls, Map, Node, Value};
+use crate::yaml::{escape_controls, Map, Node, Value};
 
 /// The largest io-properties text read: 16 MiB.
-pub const MAX_FILE_BYTES: usize = yaml_tree::MAX_INPUT_BYTES;
+pub const MAX_FILE_BYTES: usize = crate::yaml::MAX_INPUT_BYTES;
 
 /// Name used as the source of text parsed without a file (see [`IoProperties::parse`]).
 pub const INLINE_SOURCE: &str = "<inline>";
@@ -407,7 +407,7 @@ pub enum PropertiesError {
 
 /// "the file has N bytes (X MiB), more than the 16 MiB limit" (or "the text has ...").
 fn too_large(size: Option<u64>, limit: usize) -> String {
-    yaml_tree::ReadError::TooLarge { size, limit }.to_string()
+    crate::yaml::ReadError::TooLarge { size, limit }.to_string()
 }
 
 fn fmt_location(line: Option<usize>, column: Option<usize>) -> String {
@@ -494,13 +494,13 @@ impl IoProperties {
         stop: Option<&AtomicBool>,
     ) -> Result<(IoProperties, Vec<PropertiesWarning>), PropertiesError> {
         let origin = path.display().to_string();
-        let text = yaml_tree::read_file(path, MAX_FILE_BYTES).map_err(|e| match e {
-            yaml_tree::ReadError::Io(source) => PropertiesError::Io {
+        let text = crate::yaml::read_file(path, MAX_FILE_BYTES).map_err(|e| match e {
+            crate::yaml::ReadError::Io(source) => PropertiesError::Io {
                 action: "read",
                 path: path.to_owned(),
                 source,
             },
-            yaml_tree::ReadError::TooLarge { size, limit } => PropertiesError::TooLarge {
+            crate::yaml::ReadError::TooLarge { size, limit } => PropertiesError::TooLarge {
                 origin: origin.clone(),
                 size,
                 limit,
@@ -552,8 +552,8 @@ impl Reader<'_> {
                 limit: MAX_FILE_BYTES,
             });
         }
-        let root = yaml_tree::load(text, stop).map_err(|e| match e {
-            yaml_tree::Error::Interrupted => PropertiesError::Interrupted {
+        let root = crate::yaml::load(text, stop).map_err(|e| match e {
+            crate::yaml::Error::Interrupted => PropertiesError::Interrupted {
                 origin: self.origin(),
             },
             e => PropertiesError::Yaml {

@@ -29,8 +29,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use scheduler::yaml::{Map, Node, Value};
 use serde::{Serialize, Serializer};
-use yaml_tree::{Map, Node, Value};
 
 use super::reader::Seg::{self, Index, Key};
 use super::reader::{load_list, Entry};
@@ -1611,11 +1611,15 @@ mod tests {
     fn a_job_file_is_parsed_once_whatever_its_size() {
         for n in [1, 100, 8000] {
             let text = jobs_last_bad(n);
-            let before = yaml_tree::loads_on_this_thread();
+            let before = scheduler::yaml::loads_on_this_thread();
             let t = std::time::Instant::now();
             let err = parse_jobs(&text, "big.yaml").unwrap_err();
             let elapsed = t.elapsed();
-            assert_eq!(yaml_tree::loads_on_this_thread() - before, 1, "{n} jobs");
+            assert_eq!(
+                scheduler::yaml::loads_on_this_thread() - before,
+                1,
+                "{n} jobs"
+            );
             let line = 9 * (n - 1) + 1;
             assert_eq!(
                 err.to_string(),
@@ -1667,10 +1671,10 @@ mod tests {
 
     #[test]
     fn oversized_text_is_refused_unparsed() {
-        let before = yaml_tree::loads_on_this_thread();
-        let text = "#".repeat(yaml_tree::MAX_INPUT_BYTES + 1);
+        let before = scheduler::yaml::loads_on_this_thread();
+        let text = "#".repeat(scheduler::yaml::MAX_INPUT_BYTES + 1);
         let err = parse_jobs(&text, "huge.yaml").unwrap_err();
-        assert_eq!(yaml_tree::loads_on_this_thread(), before);
+        assert_eq!(scheduler::yaml::loads_on_this_thread(), before);
         assert_eq!(
             err.to_string(),
             "huge.yaml: the file has 16777217 bytes (16.0 MiB), more than the 16 MiB limit; \

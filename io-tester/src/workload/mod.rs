@@ -8,8 +8,8 @@
 //! misspelt `think_tme` would otherwise run a different benchmark than the one written down.
 //!
 //! Every error names the file, the entry, the key and the line ([`JobError`]). The text is parsed
-//! once into a [`yaml_tree`] tree that keeps each node's and key's line; files over 16 MiB
-//! ([`yaml_tree::MAX_INPUT_BYTES`]) are refused unread, and loading checks the caller's stop
+//! once into a [`scheduler::yaml`] tree that keeps each node's and key's line; files over 16 MiB
+//! ([`scheduler::yaml::MAX_INPUT_BYTES`]) are refused unread, and loading checks the caller's stop
 //! flag (SIGINT, SIGTERM) as it goes. Control characters of the file's text are escaped in
 //! messages.
 //!
@@ -50,7 +50,7 @@ pub enum JobError {
         /// The underlying error.
         source: io::Error,
     },
-    /// The file has more than [`yaml_tree::MAX_INPUT_BYTES`] (16 MiB); it is not read.
+    /// The file has more than [`scheduler::yaml::MAX_INPUT_BYTES`] (16 MiB); it is not read.
     TooLarge {
         /// The file as named by the user.
         file: String,
@@ -108,7 +108,7 @@ impl fmt::Display for JobError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // A name or key with a NUL or an escape sequence must not reach the terminal raw.
         let text = Unescaped(self).to_string();
-        f.write_str(&yaml_tree::escape_controls(&text))
+        f.write_str(&scheduler::yaml::escape_controls(&text))
     }
 }
 
@@ -123,9 +123,9 @@ impl fmt::Display for Unescaped<'_> {
                 f,
                 "{file}: {}; that is far more {what} than a run can use: check that this is the \
                  right file",
-                yaml_tree::ReadError::TooLarge {
+                scheduler::yaml::ReadError::TooLarge {
                     size: *size,
-                    limit: yaml_tree::MAX_INPUT_BYTES
+                    limit: scheduler::yaml::MAX_INPUT_BYTES
                 }
             ),
             JobError::Interrupted { file } => write!(f, "{file}: interrupted while reading"),
@@ -182,15 +182,15 @@ impl std::error::Error for JobError {
 }
 
 /// Reads a file as UTF-8 text, naming it in the error; refuses more than
-/// [`yaml_tree::MAX_INPUT_BYTES`] without reading it.
+/// [`scheduler::yaml::MAX_INPUT_BYTES`] without reading it.
 fn read_text(path: &Path, what: &'static str) -> Result<String, JobError> {
     let file = || path.display().to_string();
-    yaml_tree::read_file(path, yaml_tree::MAX_INPUT_BYTES).map_err(|e| match e {
-        yaml_tree::ReadError::Io(source) => JobError::Read {
+    scheduler::yaml::read_file(path, scheduler::yaml::MAX_INPUT_BYTES).map_err(|e| match e {
+        scheduler::yaml::ReadError::Io(source) => JobError::Read {
             file: file(),
             source,
         },
-        yaml_tree::ReadError::TooLarge { size, .. } => JobError::TooLarge {
+        scheduler::yaml::ReadError::TooLarge { size, .. } => JobError::TooLarge {
             file: file(),
             size,
             what,

@@ -1,12 +1,12 @@
 //! Shared first step of reading a YAML list file, and per-entry helpers that build errors
 //! naming the file, the entry, the key and the line.
 //!
-//! The text is parsed once into a [`yaml_tree::Node`] tree that keeps every node's and key's
+//! The text is parsed once into a [`scheduler::yaml::Node`] tree that keeps every node's and key's
 //! line, so finding the line of a key is a walk down the entry's own nodes.
 
 use std::sync::atomic::AtomicBool;
 
-use yaml_tree::{Map, Node, Value};
+use scheduler::yaml::{Map, Node, Value};
 
 use super::units::describe;
 use super::JobError;
@@ -24,7 +24,7 @@ pub enum Seg<'a> {
 ///
 /// `what` names the entries in messages ("jobs"), `example` shows the first line of one.
 /// Merge keys (`<<: *defaults`) are expanded, so entries may share settings through anchors.
-/// Texts over [`yaml_tree::MAX_INPUT_BYTES`] are refused; `stop` ends loading once set.
+/// Texts over [`scheduler::yaml::MAX_INPUT_BYTES`] are refused; `stop` ends loading once set.
 pub fn load_list(
     text: &str,
     file: &str,
@@ -32,18 +32,18 @@ pub fn load_list(
     example: &str,
     stop: Option<&AtomicBool>,
 ) -> Result<Vec<Node>, JobError> {
-    if text.len() > yaml_tree::MAX_INPUT_BYTES {
+    if text.len() > scheduler::yaml::MAX_INPUT_BYTES {
         return Err(JobError::TooLarge {
             file: file.to_owned(),
             size: u64::try_from(text.len()).ok(),
             what,
         });
     }
-    let doc = yaml_tree::load(text, stop).map_err(|err| match err {
-        yaml_tree::Error::Interrupted => JobError::Interrupted {
+    let doc = scheduler::yaml::load(text, stop).map_err(|err| match err {
+        scheduler::yaml::Error::Interrupted => JobError::Interrupted {
             file: file.to_owned(),
         },
-        yaml_tree::Error::Merge { pos, message } => JobError::Document {
+        scheduler::yaml::Error::Merge { pos, message } => JobError::Document {
             file: file.to_owned(),
             line: pos.line,
             message: format!("cannot expand a `<<` merge key: {message}"),

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use scheduler::io_properties::parse_size;
-use yaml_tree::{Node, Value};
+use scheduler::yaml::{Node, Value};
 
 /// Why a duration (`10us`, `1ms`, `0`) could not be parsed by [`parse_duration`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -191,7 +191,7 @@ mod tests {
     use super::*;
 
     fn yaml(s: &str) -> Node {
-        yaml_tree::load(s, None).unwrap()
+        scheduler::yaml::load(s, None).unwrap()
     }
 
     #[test]
