@@ -9,8 +9,8 @@
 # Each target's corpus (fuzz/corpus/TARGET, kept between runs, not committed) is seeded from
 # the reference files in ../shared/compat/ and the project's own fixtures and test files.
 # An input that panics or takes over 1 s (-timeout=1) stops the run and is saved under
-# fuzz/artifacts/TARGET/, except a "timeout" whose input then runs in under 0.1 s alone: on a
-# shared machine that is a stall of the machine; it is moved to fuzz/artifacts/TARGET/stalls/
+# fuzz/artifacts/TARGET/, except a "timeout" whose input then takes under 0.1 s of CPU time alone:
+# on a shared machine that is a stall of the machine; it is moved to fuzz/artifacts/TARGET/stalls/
 # and fuzzing goes on for the rest of the time. Reproduce a finding with
 #   cargo +nightly fuzz run TARGET fuzz/artifacts/TARGET/crash-...
 # then copy it to fuzz/regressions/TARGET/ (the readers' tests run every file there on stable:
@@ -44,13 +44,14 @@ seed() { # TARGET DIR: copies the seed files for TARGET into DIR
     return 0
 }
 
-# Whether INPUT, run alone 10 times by TARGET's binary, takes under 0.1 s a run: a "timeout"
-# on such an input was the machine stalling (it is shared), not the input.
+# Whether INPUT, run alone 10 times by TARGET's binary, takes under 0.1 s of CPU time a run: a
+# "timeout" on such an input was the machine stalling (it is shared), not the input. CPU time,
+# not wall time: on a loaded machine (and under `nice`) a 5 ms input can wait seconds for a core.
 runs_fast() { # TARGET INPUT
-    local out ms
-    out=$(fuzz/target/*/release/"$1" -runs=10 "$2" 2>&1) || return 1
-    ms=$(sed -n 's/^Executed .* in \([0-9]*\) ms$/\1/p' <<<"$out" | tail -n 1)
-    [[ -n $ms && $ms -lt 1000 ]]
+    local bin cpu
+    bin=$(ls fuzz/target/*/release/"$1" | head -n 1)
+    cpu=$({ TIMEFORMAT='%3U %3S'; time "$bin" -runs=10 "$2" >/dev/null 2>&1; } 2>&1) || return 1
+    awk -v u="${cpu% *}" -v s="${cpu#* }" 'BEGIN { exit !(u + s < 1.0) }'
 }
 
 for target in "${targets[@]}"; do
