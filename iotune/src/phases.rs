@@ -226,11 +226,13 @@ impl<'a> Calibration<'a> {
                     s.settling_s, s.window_s
                 );
             } else {
-                eprintln!(
-                    "WARN: {name}: no steady state within --sustained-max ({:.0} s measured); the figure is the last {:.0} s, which still drift beyond --accuracy",
+                let w = format!(
+                    "{name}: no steady state within --sustained-max ({:.0} s measured); the figure is the last {:.0} s, which still drift beyond --accuracy",
                     s.settling_s + s.window_s,
                     s.window_s
                 );
+                eprintln!("WARN: {w}");
+                report.warnings.push(w);
             }
         }
         phase.sustained = sustained;
@@ -252,6 +254,7 @@ impl<'a> Calibration<'a> {
         ));
         if let Some(w) = request_shape_warning(&phase, self.topology) {
             eprintln!("WARN: {w}");
+            report.warnings.push(w);
         }
         if let Some(w) = served.warning(name) {
             eprintln!("WARN: {w}");
@@ -262,12 +265,14 @@ impl<'a> Calibration<'a> {
         phase.served = Some(served);
         let drift = phase.trend.drift;
         if !dropped && phase.trend.unsteady(self.opts.accuracy / 100.0) {
-            eprintln!(
-                "WARN: {name}: throughput {} {:.1}% across the {:.0} s measured (per-second trend): the disk is not in a steady state, so this figure is not what it sustains; measure longer (--duration)",
+            let w = format!(
+                "{name}: throughput {} {:.1}% across the {:.0} s measured (per-second trend): the disk is not in a steady state, so this figure is not what it sustains; measure longer (--duration)",
                 if drift < 0.0 { "fell" } else { "rose" },
                 drift.abs() * 100.0,
                 phase.measure_s
             );
+            eprintln!("WARN: {w}");
+            report.warnings.push(w);
         }
         report.phases.push(phase);
         Ok(out)
