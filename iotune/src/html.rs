@@ -97,7 +97,8 @@ fn nines(percentile: f64, last: f64) -> f64 {
 }
 
 /// A phase's latency distribution: x in "nines" of the percentile (see the axis labels), y in
-/// µs; and the marked percentiles p50, p99, p99.9 as (x, y, label).
+/// µs; and the marked percentiles p50, p99, p99.9 (those the requests resolve) and the maximum
+/// as (x, y, label).
 pub fn latency(phase: &PhaseReport) -> (Series, Vec<(f64, f64, String)>) {
     let d = &phase.latency_distribution;
     let last = d
@@ -118,6 +119,11 @@ pub fn latency(phase: &PhaseReport) -> (Series, Vec<(f64, f64, String)>) {
     .into_iter()
     .filter(|&(p, _, _)| nines(p, 0.0) <= last + 1e-9)
     .map(|(p, us, name)| (nines(p, 0.0), us, format!("{name} {}", micros(us))))
+    .chain(
+        d.last()
+            .filter(|p| p.percentile >= 100.0)
+            .map(|p| (nines(100.0, last), p.us, format!("max {}", micros(p.us)))),
+    )
     .collect();
     (
         Series {
@@ -379,7 +385,11 @@ fn phase_svg(phase: &PhaseReport) -> Result<String> {
             chart
                 .draw_series(std::iter::once(Text::new(
                     label.clone(),
-                    (*x - 0.05 * last.max(1.0), *y + 0.06 * lmax),
+                    (
+                        // The maximum sits at the right edge: its label goes left of it.
+                        *x - if label.starts_with("max") { 0.3 } else { 0.05 } * last.max(1.0),
+                        *y + 0.06 * lmax,
+                    ),
                     (FONT, 12),
                 )))
                 .map_err(plot_error)?;
@@ -930,7 +940,11 @@ mod tests {
             "max half a nine past p99.9"
         );
         let names: Vec<&str> = marks.iter().map(|m| m.2.as_str()).collect();
-        assert_eq!(names, ["p50 100 µs", "p99 400 µs", "p99.9 900 µs"]);
+        assert_eq!(
+            names,
+            ["p50 100 µs", "p99 400 µs", "p99.9 900 µs", "max 1.5 ms"]
+        );
+        assert!((marks[3].0 - 3.5).abs() < 1e-9, "the maximum half a nine past p99.9");
         assert!((marks[1].0 - 2.0).abs() < 1e-9);
     }
 
