@@ -944,7 +944,10 @@ mod tests {
             names,
             ["p50 100 µs", "p99 400 µs", "p99.9 900 µs", "max 1.5 ms"]
         );
-        assert!((marks[3].0 - 3.5).abs() < 1e-9, "the maximum half a nine past p99.9");
+        assert!(
+            (marks[3].0 - 3.5).abs() < 1e-9,
+            "the maximum half a nine past p99.9"
+        );
         assert!((marks[1].0 - 2.0).abs() < 1e-9);
     }
 

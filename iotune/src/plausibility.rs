@@ -133,13 +133,15 @@ fn cpu_bound(phase: &PhaseReport, threads: usize) -> Option<Implausible> {
         .enumerate()
         .max_by(|a, b| busy(a.1).total_cmp(&busy(b.1)))?;
     let share = busy(shard) / wall;
+    // Mostly waiting for a CPU rather than running: other work held it.
+    let starved = shard.runqueue_wait_s > shard.cpu_s;
     (wall > 0.0 && share >= CPU_BOUND_SHARE).then(|| Implausible {
         check: Check::CpuBound,
         phase: Some(phase.name.clone()),
         message: format!(
             "{}: shard {i} ran on its CPU for {:.1} s and waited for it {:.1} s of the phase's \
-             {:.1} s{} ({:.0}%): it was CPU-bound, never waiting for the disk, so {:.0} IOPS is \
-             what its CPU could submit, not what the disk can do",
+             {:.1} s{} ({:.0}%): it {}, never waiting for the disk, so {:.0} IOPS is what {} \
+             could submit, not what the disk can do",
             phase.name,
             shard.cpu_s,
             shard.runqueue_wait_s,
@@ -150,11 +152,26 @@ fn cpu_bound(phase: &PhaseReport, threads: usize) -> Option<Implausible> {
                 String::new()
             },
             share * 100.0,
-            phase.total.iops
+            if starved {
+                "was starved of CPU by other work"
+            } else {
+                "was CPU-bound"
+            },
+            phase.total.iops,
+            if starved {
+                "the CPU time left to it"
+            } else {
+                "its CPU"
+            },
         ),
-        fix: "add shards (--smp, up to the CPUs), or free the CPUs other work is using, and \
-              measure again"
-            .to_string(),
+        fix: if starved {
+            "free the CPUs other work is using (or run iotune where nothing else runs), and \
+             measure again"
+        } else {
+            "add shards (--smp, up to the CPUs), or free the CPUs other work is using, and \
+             measure again"
+        }
+        .to_string(),
     })
 }
 
@@ -222,10 +239,10 @@ fn judge_collapse(
     rotational: bool,
 ) -> Option<Implausible> {
     let bw = sequential.total.bandwidth;
-    if bw <= 0.0 {
+    let random_bytes = random.total.iops * random.request_size as f64;
+    if bw <= 0.0 && random_bytes <= 0.0 {
         return None;
     }
-    let random_bytes = random.total.iops * random.request_size as f64;
     let ratio = random_bytes / bw;
     let mib = |b: f64| b / (1u64 << 20) as f64;
     let seen = format!(
@@ -380,6 +397,14 @@ mod tests {
     }
 
     #[test]
+    fn a_sequential_phase_that_moved_nothing_collapsed() {
+        let seq = phase("sequential write", Pattern::Sequential, 1 << 20, 0.0);
+        let rand = phase("random write 4096", Pattern::Random, 4096, 80e3);
+        let w = judge_collapse(&rand, &seq, true).expect("collapsed");
+        assert!(w.message.contains("so sequential write collapsed"), "{w}");
+    }
+
+    #[test]
     fn random_above_sequential_means_the_sequential_phase_collapsed() {
         let seq = phase("sequential read", Pattern::Sequential, 1 << 20, 10.0);
         let rand = phase("random read 4096", Pattern::Random, 4096, 80e3);
@@ -401,7 +426,13 @@ mod tests {
             ),
             "{w}"
         );
+        assert!(w.message.contains("it was CPU-bound"), "{w}");
         assert!(w.fix.contains("--smp"));
+        p.per_shard[0].cpu_s = 0.1;
+        p.per_shard[0].runqueue_wait_s = 4.9;
+        let w = cpu_bound(&p, 1).expect("runnable throughout");
+        assert!(w.message.contains("starved of CPU by other work"), "{w}");
+        assert!(w.fix.starts_with("free the CPUs"), "{w}");
         p.total.deviation = 0.43;
         let w = high_deviation(&p).expect("43%");
         assert_eq!(w.check, Check::HighDeviation);

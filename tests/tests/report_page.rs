@@ -235,17 +235,25 @@ fn issue11_html_page_and_fio_jobs_on_tmpfs_and_the_work_disk() {
         let jobs = check_fio_jobs(label, &r);
         if label == "work disk" {
             assert_eq!(r.report.disks[0].depth_sweeps.len(), 1);
-            // A normal run on a real disk raises no plausibility warning.
+            // A normal run on a real disk raises no plausibility warning; only a shard starved
+            // of CPU by other work (the machine overloaded, as a shared one can be) may say so.
             assert!(
                 r.report.plausibility.is_empty(),
                 "{:?}",
                 r.report.plausibility
             );
-            assert!(
-                r.report.disks[0].plausibility.is_empty(),
-                "{label}: {:?}",
-                r.report.disks[0].plausibility
-            );
+            let disk = &r.report.disks[0];
+            for w in &disk.plausibility {
+                let starved = w.check == Check::CpuBound
+                    && disk
+                        .phases
+                        .iter()
+                        .filter(|p| w.phase.as_ref() == Some(&p.name))
+                        .flat_map(|p| &p.per_shard)
+                        .any(|s| s.runqueue_wait_s > s.cpu_s);
+                assert!(starved, "{label}: a normal run raised: {w}");
+                println!("note: {label}: the machine was overloaded: {w}");
+            }
         }
         if label == "tmpfs" && e2e::have("fio") {
             // One short real run: the random read job (1 s ramp, 1 s measured, 128 MiB files).
