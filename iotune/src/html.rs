@@ -121,7 +121,8 @@ pub fn latency(phase: &PhaseReport) -> (Series, Vec<(f64, f64, String)>) {
     .map(|(p, us, name)| (nines(p, 0.0), us, format!("{name} {}", micros(us))))
     .chain(
         d.last()
-            .filter(|p| p.percentile >= 100.0)
+            // A maximum no higher than p99.9 would print its label over p99.9's.
+            .filter(|p| p.percentile >= 100.0 && p.us > l.p999_us * 1.05)
             .map(|p| (nines(100.0, last), p.us, format!("max {}", micros(p.us)))),
     )
     .collect();
@@ -949,6 +950,10 @@ mod tests {
             "the maximum half a nine past p99.9"
         );
         assert!((marks[1].0 - 2.0).abs() < 1e-9);
+        // A stall: the maximum is p99.9 (a 3 s wait), so only p99.9 is labelled.
+        let mut stalled = p.clone();
+        stalled.total.latency.p999_us = 1500.0;
+        assert_eq!(latency(&stalled).1.len(), 3);
     }
 
     #[test]
