@@ -252,6 +252,21 @@ fn top(max: f64) -> f64 {
     }
 }
 
+/// The smallest latency a logarithmic axis shows, µs (a sub-0.1 µs figure is drawn there).
+const LATENCY_FLOOR_US: f64 = 0.1;
+
+/// The latency axis: from a power of ten at or below the smallest point to one above the
+/// largest with room for the labels (log scale; 1 µs to 1 ms when there is nothing).
+fn latency_range(points: &[(f64, f64)]) -> (f64, f64) {
+    let lo = points.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+    let hi = points.iter().map(|p| p.1).fold(0.0, f64::max);
+    if !lo.is_finite() || hi <= 0.0 {
+        return (1.0, 1000.0);
+    }
+    let lo = 10f64.powf(lo.max(LATENCY_FLOOR_US).log10().floor());
+    (lo, (hi * 3.0).max(lo * 10.0))
+}
+
 /// One SVG for a phase: per-second throughput with its trend (left), latency distribution
 /// with p50/p99/p99.9 marked (right).
 fn phase_svg(phase: &PhaseReport) -> Result<String> {
@@ -345,19 +360,22 @@ fn phase_svg(phase: &PhaseReport) -> Result<String> {
 
         let (lat, marks) = latency(phase);
         let last = lat.points.last().map_or(1.0, |p| p.0);
-        let lmax = top(lat.points.iter().map(|p| p.1).fold(0.0, f64::max));
+        // Latency spans decades (a 1 ms median, a 5 s stall): a logarithmic axis keeps the
+        // median and the tail readable on one plot.
+        let floor = LATENCY_FLOOR_US;
+        let (lmin, lmax) = latency_range(&lat.points);
         let mut chart = ChartBuilder::on(&right)
             .caption("completion latency (all shards)", (FONT, 15))
             .margin(12)
             .x_label_area_size(42)
             .y_label_area_size(62)
-            .build_cartesian_2d(0f64..last.max(1.0) + 0.1, 0f64..lmax)
+            .build_cartesian_2d(0f64..last.max(1.0) + 0.1, (lmin..lmax).log_scale())
             .map_err(plot_error)?;
         let max_at = last;
         chart
             .configure_mesh()
             .x_desc("percentile")
-            .y_desc("latency (µs)")
+            .y_desc("latency (µs, log scale)")
             .x_labels(8)
             .x_label_formatter(&|v| {
                 if (v - max_at).abs() < 1e-9 {
@@ -370,16 +388,28 @@ fn phase_svg(phase: &PhaseReport) -> Result<String> {
                     String::new()
                 }
             })
-            .y_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&|v| {
+                if *v >= 1.0 {
+                    format!("{v:.0}")
+                } else {
+                    format!("{v:.1}")
+                }
+            })
             .label_style((FONT, 12))
             .axis_desc_style((FONT, 13))
             .light_line_style(WHITE.mix(0.0))
             .draw()
             .map_err(plot_error)?;
+        let clamp = |(x, y): (f64, f64)| (x, y.max(floor));
         chart
-            .draw_series(LineSeries::new(lat.points.clone(), BLUE_.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                lat.points.iter().copied().map(clamp),
+                BLUE_.stroke_width(2),
+            ))
             .map_err(plot_error)?;
         for (x, y, label) in &marks {
+            let (x, y) = clamp((*x, *y));
+            let (x, y) = (&x, &y);
             chart
                 .draw_series(std::iter::once(Circle::new((*x, *y), 4, ORANGE.filled())))
                 .map_err(plot_error)?;
@@ -389,7 +419,7 @@ fn phase_svg(phase: &PhaseReport) -> Result<String> {
                     (
                         // The maximum sits at the right edge: its label goes left of it.
                         *x - if label.starts_with("max") { 0.3 } else { 0.05 } * last.max(1.0),
-                        *y + 0.06 * lmax,
+                        *y * 1.8,
                     ),
                     (FONT, 12),
                 )))
@@ -1019,13 +1049,22 @@ mod tests {
         assert!(!svg.contains("http"), "no URL, not even a namespace");
         for label in [
             "MiB/s",
-            "latency (µs)",
+            "latency (µs, log scale)",
             "percentile",
             "p99 400 µs",
             "deviation 10.0%",
         ] {
             assert!(svg.contains(label), "no {label:?} in the SVG");
         }
+    }
+
+    #[test]
+    fn latency_axis_spans_the_decades_of_the_points() {
+        assert_eq!(latency_range(&[]), (1.0, 1000.0));
+        let (lo, hi) = latency_range(&[(0.0, 250.0), (1.0, 900.0), (3.5, 5.8e6)]);
+        assert_eq!(lo, 100.0);
+        assert!(hi >= 5.8e6 * 2.0);
+        assert_eq!(latency_range(&[(0.0, 0.0), (1.0, 3.0)]).0, LATENCY_FLOOR_US);
     }
 
     #[test]

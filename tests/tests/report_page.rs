@@ -111,7 +111,7 @@ fn check_page(label: &str, r: &PageRun) {
         "io-properties",
         "read_iops:",
         "second of the measured window (s)",
-        "latency (µs)",
+        "latency (µs, log scale)",
         r.report.command_line.last().unwrap().as_str(),
     ] {
         assert!(page.contains(text), "{label}: no {text:?} on the page");
