@@ -579,6 +579,7 @@ fn seq_job(
         sequential_start: start,
         ramp,
         measure,
+        rate: None,
     }
 }
 

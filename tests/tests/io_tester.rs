@@ -374,6 +374,7 @@ fn unconfigured_scheduler_does_not_throttle_sequential_reads() {
         sequential_start: 0,
         ramp: Duration::from_millis(200),
         measure: Duration::from_secs(2),
+        rate: None,
     };
     let alone = |round| {
         engine::run_job(kind, f.fd(), &spec, round, &stop)
