@@ -3,6 +3,9 @@
 
 mod cli;
 mod disk_lock;
+mod extras;
+mod latency_target;
+mod mixed;
 mod options;
 mod phases;
 mod progress;
@@ -166,7 +169,7 @@ fn run(opts: Options) -> Result<()> {
     if opts.fs_check {
         return Ok(());
     }
-    let yaml = properties.to_yaml();
+    let yaml = mixed::properties_yaml(&properties);
     match &opts.properties_file {
         Some(path) => {
             println!("Writing result to {}", path.display());
@@ -385,6 +388,8 @@ fn measure(
         results: None,
         depth_sweeps: Vec::new(),
         cached_figures: Vec::new(),
+        mixed: None,
+        latency_targets: Vec::new(),
     });
     if opts.fs_check {
         println!(
@@ -563,6 +568,7 @@ fn measure(
         disk!().depth_sweeps.push(sweep);
         save(report)?;
     }
+    extras::after_corners(&mut cal, &mut results, disk!())?;
     disk!().results = Some(results.clone());
     disk!().cached_figures = cached_figures;
     save(report)?;
@@ -577,6 +583,7 @@ fn measure(
     d.read_saturation_length = results.read_saturation_length;
     d.write_saturation_length = results.write_saturation_length;
     d.physical_block_size = results.physical_block_size;
+    extras::apply(disk!(), opts.write_mixed_model, &mut d);
     Ok(Some(d))
 }
 

@@ -62,6 +62,12 @@ pub struct DiskReport {
     /// properties file from being written unless `--allow-cached` is given.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cached_figures: Vec<CachedFigure>,
+    /// `--mixed`: the read/write interference frontier and its verdict.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mixed: Option<crate::mixed::MixedReport>,
+    /// `--latency-target`: the latency-bounded random IOPS per direction, every search step.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub latency_targets: Vec<crate::latency_target::LatencySearch>,
 }
 
 /// An io-properties figure that came from a cache, not from the disk.
@@ -154,6 +160,10 @@ pub struct PhaseReport {
     /// from a cache, `more`: other I/O or read-modify-write, `unverified` with a `reason`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub served: Option<Served>,
+    /// Completion latency of every shard's measured requests, nanoseconds (for percentiles
+    /// other than those in `total.latency`; not in the JSON).
+    #[serde(skip)]
+    pub latency_ns: Option<hdrhistogram::Histogram<u64>>,
 }
 
 /// How a `--sustained` phase ended.
@@ -284,6 +294,7 @@ impl PhaseReport {
             sustained: None,
             device_requests: Vec::new(),
             served: None,
+            latency_ns: Some(all),
         }
     }
 }
