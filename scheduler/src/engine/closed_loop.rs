@@ -288,7 +288,9 @@ fn run_loop(
             }
         }
         free.clear();
-        let waiting = pace.as_ref().filter(|_| !done && !idle.is_empty() && error.is_none());
+        let waiting = pace
+            .as_ref()
+            .filter(|_| !done && !idle.is_empty() && error.is_none());
         if ring.in_flight() == 0 {
             let Some(p) = waiting else { break };
             // Nothing in flight: sleep until the next request is due (in slices, to see a
