@@ -167,12 +167,20 @@ pub fn describe(s: &LatencySearch) -> String {
     let p = percentile_name(s.percentile);
     match s.bounded {
         Some(b) => format!(
-            "latency-bounded random {} IOPS ({p} <= {} ms): {:.0} IOPS at {} in flight per shard ({p} {:.2} ms); throughput-maximal {:.0} IOPS",
+            "latency-bounded random {} IOPS ({p} <= {} ms): {:.0} IOPS at {} in flight per shard ({p} {:.2} ms{}); throughput-maximal {:.0} IOPS",
             s.direction,
             s.target_ms,
             s.latency_bounded_iops,
             b.in_flight_per_shard,
             b.percentile_us / 1000.0,
+            if b.iops > s.latency_bounded_iops {
+                format!(
+                    "; that step measured {:.0} IOPS, capped at the throughput-maximal figure",
+                    b.iops
+                )
+            } else {
+                String::new()
+            },
             s.max_iops
         ),
         None => format!(

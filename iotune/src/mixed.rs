@@ -49,6 +49,8 @@ pub struct MixedPoint {
     pub paced: Direction,
     /// Its pace as a fraction of its solo rate (0.25, 0.5, 0.75).
     pub pace_fraction: f64,
+    /// The rate it was paced at: read IOPS, or write bytes/s (it may achieve less).
+    pub paced_target: f64,
     /// Random reads achieved, requests/s.
     pub read_iops: f64,
     /// Sequential writes achieved, bytes/s.
@@ -174,6 +176,11 @@ pub fn point(
     MixedPoint {
         paced,
         pace_fraction,
+        paced_target: pace_fraction
+            * match paced {
+                Direction::Read => corners.read_iops,
+                Direction::Write => corners.write_bandwidth,
+            },
         read_iops,
         write_bandwidth,
         write_iops: write_bandwidth / corners.write_request_size as f64,
@@ -327,8 +334,9 @@ fn describe(p: &MixedPoint) -> String {
     let (paced, free, unit_free, predicted, achieved) = match p.paced {
         Direction::Write => (
             format!(
-                "writes paced at {:.0}% ({:.1} MiB/s)",
+                "writes paced at {:.0}% ({:.1} MiB/s, achieved {:.1})",
                 p.pace_fraction * 100.0,
+                p.paced_target / MIB,
                 p.write_bandwidth / MIB
             ),
             "reads",
@@ -338,8 +346,9 @@ fn describe(p: &MixedPoint) -> String {
         ),
         Direction::Read => (
             format!(
-                "reads paced at {:.0}% ({:.0} IOPS)",
+                "reads paced at {:.0}% ({:.0} IOPS, achieved {:.0})",
                 p.pace_fraction * 100.0,
+                p.paced_target,
                 p.read_iops
             ),
             "writes",
@@ -508,6 +517,7 @@ mod tests {
         assert!((p.load - 1.55).abs() < 1e-9);
         assert!((p.free_kept - 0.8).abs() < 1e-9);
         assert!((p.write_iops - 45.0).abs() < 1e-9);
+        assert!((p.paced_target - 45.0 * MIB).abs() < 1e-6);
         let m = point(&C, Direction::Read, 0.5, 1500.0, 15.0 * MIB, 1.0, 2.0);
         assert!((m.predicted - 30.0 * MIB).abs() < 1e-3, "{m:?}");
         assert!((m.vs_model - 0.5).abs() < 1e-9);
