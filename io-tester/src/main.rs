@@ -5,7 +5,8 @@
 mod cli;
 mod report;
 mod run;
-mod workload;
+
+use io_tester::workload;
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +38,15 @@ fn main() -> ExitCode {
     let keep_files = cli.keep_files;
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // Interrupted while reading the files: no data file exists yet.
+        Err(e)
+            if e.is::<BadInput>()
+                && STOP.load(Ordering::Relaxed)
+                && INTERRUPTED.load(Ordering::Relaxed) =>
+        {
+            eprintln!("io-tester: {e}");
+            ExitCode::from(130)
+        }
         Err(_) if STOP.load(Ordering::Relaxed) && INTERRUPTED.load(Ordering::Relaxed) => {
             if keep_files {
                 eprintln!("io-tester: interrupted; the data files created so far were kept (--keep-files true)");
@@ -45,11 +55,41 @@ fn main() -> ExitCode {
             }
             ExitCode::from(130)
         }
+        Err(e) if e.is::<BadInput>() => {
+            eprintln!("io-tester: error: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("io-tester: error: {e:#}");
             ExitCode::from(1)
         }
     }
+}
+
+/// A job file, scheduling-group file or io-properties that cannot be used: exit status 2.
+#[derive(Debug)]
+struct BadInput(String);
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}
+
+/// `e` as a [`BadInput`], with the causes its own message does not already give.
+fn bad_input(e: impl std::error::Error) -> anyhow::Error {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    anyhow::Error::new(BadInput(text))
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -63,9 +103,10 @@ fn run(cli: Cli) -> Result<()> {
         STOP.store(true, Ordering::Relaxed);
     });
     let conf_name = cli.conf.display().to_string();
-    let jobs = workload::read_jobs_file(&cli.conf).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // The handler above is in place: SIGINT and SIGTERM stop the reading of large files too.
+    let jobs = workload::read_jobs_file(&cli.conf, Some(&STOP)).map_err(bad_input)?;
     let groups = match &cli.sched_groups {
-        Some(p) => workload::read_sched_groups_file(p).map_err(|e| anyhow::anyhow!("{e}"))?,
+        Some(p) => workload::read_sched_groups_file(p, Some(&STOP)).map_err(bad_input)?,
         None => Vec::new(),
     };
     // (The parser has checked `iov_count` against the ring's limit and `reqsize`.)
@@ -74,7 +115,7 @@ fn run(cli: Cli) -> Result<()> {
         cli.sched_groups.as_ref().map(|_| groups.as_slice()),
         &conf_name,
     )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    .map_err(bad_input)?;
     // (--smp is 1 to MAX_SHARDS, checked where it is parsed.)
     let cpus = std::thread::available_parallelism()
         .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
@@ -85,6 +126,7 @@ fn run(cli: Cli) -> Result<()> {
              CPUs, so the figures show CPU contention as well as the disk"
         );
     }
+    workload::check_shards(&jobs, smp, &conf_name).map_err(bad_input)?;
     let (kind, passed_over) = engine::select(cli.engine).context("--engine uring was requested")?;
     if let Some(e) = passed_over {
         eprintln!(
@@ -125,9 +167,13 @@ fn run(cli: Cli) -> Result<()> {
         shards_in_group: smp,
     };
     let props = match (&cli.io_properties_file, &cli.io_properties) {
-        (Some(p), _) => Some((IoProperties::from_file(p)?, p.display().to_string())),
+        (Some(p), _) => Some((
+            IoProperties::from_file_with_stop(p, Some(&STOP)).map_err(bad_input)?,
+            p.display().to_string(),
+        )),
         (None, Some(text)) => Some((
-            IoProperties::parse(text, "--io-properties")?,
+            IoProperties::parse_with_stop(text, "--io-properties", Some(&STOP))
+                .map_err(bad_input)?,
             "--io-properties".to_owned(),
         )),
         (None, None) => None,

@@ -170,3 +170,158 @@ fn a_missing_job_file_is_a_clear_error() {
         stderr(&out)
     );
 }
+
+/// `n` good jobs of 9 lines, then one with a bad `reqsize` (line `9 n + 1`).
+fn jobs_then_a_bad_one(n: usize) -> String {
+    let mut text = String::with_capacity(n * 150);
+    for i in 0..n {
+        text.push_str(&format!(
+            "- name: job{i}\n  type: randread\n  shards: all\n  data_size: 1GB\n  shard_info:\n    parallelism: 2\n    reqsize: 4kB\n    shares: 100\n    think_time: 10us\n"
+        ));
+    }
+    text.push_str(
+        "- name: bad\n  type: randread\n  shards: all\n  shard_info:\n    reqsize: 1000\n",
+    );
+    text
+}
+
+#[test]
+fn a_file_over_16_mib_is_refused_at_once() {
+    // A sparse 50 MB file: judged by its size, never read (it used to take forever).
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("conf-50mb.yaml");
+    std::fs::File::create(&path)
+        .unwrap()
+        .set_len(50 << 20)
+        .unwrap();
+    let out = io_tester(&["--check-conf", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "{}: the file has 52428800 bytes (50.0 MiB), more than the 16 MiB limit; that is \
+             far more jobs than a run can use: check that this is the right file",
+            path.display()
+        )),
+        "{err}"
+    );
+    // The same in a run, before anything else; and for a scheduling-group file.
+    let storage = env!("CARGO_TARGET_TMPDIR");
+    let good = write("small", "- {name: a, type: cpu, shards: all}\n");
+    for args in [
+        vec!["--conf", path.to_str().unwrap(), "--storage", storage],
+        vec![
+            "--conf",
+            good.to_str().unwrap(),
+            "--sched-groups",
+            path.to_str().unwrap(),
+            "--storage",
+            storage,
+        ],
+    ] {
+        let out = io_tester(&args);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("more than the 16 MiB limit"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    std::fs::remove_file(&path).unwrap();
+}
+
+/// `shards: [99]` with `--smp 2` ran nothing and exited 0 with an empty report.
+#[test]
+fn a_job_on_shards_the_run_lacks_is_refused() {
+    let conf = write("shard99", "- name: far\n  type: randread\n  shards: [99]\n");
+    let expected = "job 'far' (line 1): key 'shards[0]' (line 3): shard 99 does not exist: the \
+                    run has 2 shards (--smp 2; ids 0 to 1), so the job would run on no shard";
+    let out = io_tester(&["--check-conf", conf.to_str().unwrap(), "--smp", "2"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains(expected), "{}", stderr(&out));
+    let out = io_tester(&[
+        "--conf",
+        conf.to_str().unwrap(),
+        "--smp",
+        "2",
+        "--storage",
+        env!("CARGO_TARGET_TMPDIR"),
+        "--duration",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains(expected), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn control_characters_in_a_name_are_escaped() {
+    let conf = write(
+        "nul",
+        "- name: \"a\\0b\\e[2J\"\n  type: cpu\n  shards: all\n",
+    );
+    let out = io_tester(&["--check-conf", conf.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(!err.trim_end().contains(char::is_control), "{err:?}");
+    assert!(err.contains("`a\\u{0}b\\u{1b}[2J` cannot be used"), "{err}");
+}
+
+/// Whether `pid` has a handler for SIGINT and SIGTERM (from /proc: bits 2 and 15 of SigCgt).
+fn catches_sigint_and_sigterm(pid: u32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << 1) != 0 && mask & (1 << 14) != 0)
+}
+
+/// SIGTERM while a large job file is read ends the run at once (a 16000-job file used to
+/// ignore SIGINT and SIGTERM for 14 minutes). The file's last job is bad: had reading gone on
+/// to the end, the exit status would be 2, not 130. The signal is sent as soon as the handler
+/// is in place, which is before reading starts; reading 15 MiB takes a second or more.
+#[test]
+fn sigterm_while_reading_a_large_file_stops_at_once() {
+    let conf = write("sigterm", &jobs_then_a_bad_one(100_000));
+    let child = Command::new(env!("CARGO_BIN_EXE_io-tester"))
+        .args([
+            "--conf",
+            conf.to_str().unwrap(),
+            "--storage",
+            env!("CARGO_TARGET_TMPDIR"),
+            "--duration",
+            "1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let t = std::time::Instant::now();
+    while !catches_sigint_and_sigterm(pid) {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(30),
+            "no handler"
+        );
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+    // SAFETY: kill on our own child's pid.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let signalled = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains(&format!("{}: interrupted while reading", conf.display())),
+        "{err}"
+    );
+    // Generous: reading the whole file would not end the run with 130 anyway.
+    assert!(
+        signalled.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        signalled.elapsed()
+    );
+    std::fs::remove_file(&conf).unwrap();
+}

@@ -14,15 +14,21 @@
 //!     write_bandwidth: 1764753408
 //! ```
 //!
-//! Reading is done in two steps: the text is parsed leniently into a [`serde_yaml::Value`], and
+//! Reading is done in two steps: the text is parsed once into a [`crate::yaml::Node`] tree, and
 //! then validated by hand, so that every error names the file, the entry (`disks[N]`) and the key.
+//! Texts over 16 MiB ([`MAX_FILE_BYTES`]) are refused before parsing; a file of that size
+//! would already describe about 100000 disks.
 
+use std::collections::HashMap;
 use std::fmt::{self, Write as _};
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
-use serde_yaml::{Mapping, Value};
+use crate::yaml::{escape_controls, Map, Node, Value};
+
+/// The largest io-properties text read: 16 MiB.
+pub const MAX_FILE_BYTES: usize = crate::yaml::MAX_INPUT_BYTES;
 
 /// Name used as the source of text parsed without a file (see [`IoProperties::parse`]).
 pub const INLINE_SOURCE: &str = "<inline>";
@@ -48,20 +54,23 @@ pub enum SizeError {
     #[error("empty value; expected an integer such as `4096` or `545M`")]
     Empty,
     /// The text does not start with a decimal digit (e.g. `-5`, `M`, `+1`).
-    #[error("`{text}` is not a non-negative integer; expected digits with an optional suffix such as `545M`")]
+    #[error("`{}` is not a non-negative integer; expected digits with an optional suffix such as `545M`", escape_controls(text))]
     NoDigits {
         /// The text as given.
         text: String,
     },
     /// The text is a fractional or exponent number (e.g. `1.5`, `1e3`); only integers are allowed.
-    #[error("`{text}` is not an integer; only whole numbers are allowed")]
+    #[error(
+        "`{}` is not an integer; only whole numbers are allowed",
+        escape_controls(text)
+    )]
     NotInteger {
         /// The text as given.
         text: String,
     },
     /// The digits are followed by something other than `k`, `K`, `M`, `G` or `T`, optionally
     /// followed by `i`, `iB` or `B`.
-    #[error("`{text}` has an unknown suffix `{suffix}`; expected k/K, M, G or T, optionally followed by i, iB or B")]
+    #[error("`{}` has an unknown suffix `{}`; expected k/K, M, G or T, optionally followed by i, iB or B", escape_controls(text), escape_controls(suffix))]
     BadSuffix {
         /// The text as given.
         text: String,
@@ -69,7 +78,10 @@ pub enum SizeError {
         suffix: String,
     },
     /// The value does not fit in 64 bits.
-    #[error("`{text}` is too large (it does not fit in 64 bits)")]
+    #[error(
+        "`{}` is too large (it does not fit in 64 bits)",
+        escape_controls(text)
+    )]
     Overflow {
         /// The text as given.
         text: String,
@@ -242,6 +254,22 @@ pub enum PropertiesError {
         #[source]
         source: io::Error,
     },
+    /// The text is larger than [`MAX_FILE_BYTES`].
+    #[error("{origin}: {}; io-properties are a few lines per disk: check that this is the right file", too_large(*size, *limit))]
+    TooLarge {
+        /// File path, or `<inline>`.
+        origin: String,
+        /// Its size in bytes, when known (not for a pipe).
+        size: Option<u64>,
+        /// The limit, [`MAX_FILE_BYTES`].
+        limit: usize,
+    },
+    /// The stop flag given to [`IoProperties::parse_with_stop`] was set while reading.
+    #[error("{origin}: reading was interrupted")]
+    Interrupted {
+        /// File path, or `<inline>`.
+        origin: String,
+    },
     /// The text is not valid YAML.
     #[error("{origin}{}: malformed YAML: {message}", fmt_location(*line, *column))]
     Yaml {
@@ -310,7 +338,7 @@ pub enum PropertiesError {
     },
     /// The same mountpoint listed twice, in one entry or in two (compared component-wise, so
     /// `/a` and `/a/` are the same).
-    #[error("{origin}: disks[{entry}]: mountpoint {} is listed twice (first in disks[{first_entry}])", mountpoint.display())]
+    #[error("{origin}: disks[{entry}]: mountpoint {} is listed twice (first in disks[{first_entry}])", escape_controls(&mountpoint.display().to_string()))]
     DuplicateMountpoint {
         /// File path, or `<inline>`.
         origin: String,
@@ -377,6 +405,11 @@ pub enum PropertiesError {
     },
 }
 
+/// "the file has N bytes (X MiB), more than the 16 MiB limit" (or "the text has ...").
+fn too_large(size: Option<u64>, limit: usize) -> String {
+    crate::yaml::ReadError::TooLarge { size, limit }.to_string()
+}
+
 fn fmt_location(line: Option<usize>, column: Option<usize>) -> String {
     match (line, column) {
         (Some(l), Some(c)) => format!(":{l}:{c}"),
@@ -406,6 +439,7 @@ impl IoProperties {
     ///
     /// # Errors
     ///
+    /// [`PropertiesError::TooLarge`] for a text over [`MAX_FILE_BYTES`]; otherwise
     /// [`PropertiesError`] for malformed YAML (with line and column), a top level that is not a
     /// map, a section other than `disks`, an entry without (or with both) `mountpoint` and
     /// `mountpoints`, a duplicate mountpoint, a missing or zero rate, a non-integer value or bad
@@ -415,11 +449,25 @@ impl IoProperties {
         text: &str,
         source: &str,
     ) -> Result<(IoProperties, Vec<PropertiesWarning>), PropertiesError> {
+        Self::parse_with_stop(text, source, None)
+    }
+
+    /// [`IoProperties::parse`], giving up as soon as `stop` is set (read while parsing).
+    ///
+    /// # Errors
+    ///
+    /// As [`IoProperties::parse`], [`PropertiesError::TooLarge`] for a text over
+    /// [`MAX_FILE_BYTES`], and [`PropertiesError::Interrupted`] once `stop` is set.
+    pub fn parse_with_stop(
+        text: &str,
+        source: &str,
+        stop: Option<&AtomicBool>,
+    ) -> Result<(IoProperties, Vec<PropertiesWarning>), PropertiesError> {
         let mut reader = Reader {
             origin: source,
             warnings: Vec::new(),
         };
-        let props = reader.document(text)?;
+        let props = reader.document(text, stop)?;
         Ok((props, reader.warnings))
     }
 
@@ -427,17 +475,38 @@ impl IoProperties {
     ///
     /// # Errors
     ///
-    /// [`PropertiesError::Io`] if the file cannot be read (or is not UTF-8), otherwise as
-    /// [`IoProperties::parse`].
+    /// [`PropertiesError::Io`] if the file cannot be read (or is not UTF-8),
+    /// [`PropertiesError::TooLarge`] if it has more than [`MAX_FILE_BYTES`] (it is not read),
+    /// otherwise as [`IoProperties::parse`].
     pub fn from_file(
         path: &Path,
     ) -> Result<(IoProperties, Vec<PropertiesWarning>), PropertiesError> {
-        let text = fs::read_to_string(path).map_err(|source| PropertiesError::Io {
-            action: "read",
-            path: path.to_owned(),
-            source,
+        Self::from_file_with_stop(path, None)
+    }
+
+    /// [`IoProperties::from_file`], giving up as soon as `stop` is set (read while parsing).
+    ///
+    /// # Errors
+    ///
+    /// As [`IoProperties::from_file`], and [`PropertiesError::Interrupted`] once `stop` is set.
+    pub fn from_file_with_stop(
+        path: &Path,
+        stop: Option<&AtomicBool>,
+    ) -> Result<(IoProperties, Vec<PropertiesWarning>), PropertiesError> {
+        let origin = path.display().to_string();
+        let text = crate::yaml::read_file(path, MAX_FILE_BYTES).map_err(|e| match e {
+            crate::yaml::ReadError::Io(source) => PropertiesError::Io {
+                action: "read",
+                path: path.to_owned(),
+                source,
+            },
+            crate::yaml::ReadError::TooLarge { size, limit } => PropertiesError::TooLarge {
+                origin: origin.clone(),
+                size,
+                limit,
+            },
         })?;
-        Self::parse(&text, &path.display().to_string())
+        Self::parse_with_stop(&text, &origin, stop)
     }
 
     /// The entry whose mountpoint is the longest prefix of `dir`, compared component-wise (so
@@ -471,23 +540,36 @@ impl Reader<'_> {
         self.origin.to_owned()
     }
 
-    fn document(&mut self, text: &str) -> Result<IoProperties, PropertiesError> {
-        let value: Value = serde_yaml::from_str(text).map_err(|e| {
-            let location = e.location();
-            PropertiesError::Yaml {
+    fn document(
+        &mut self,
+        text: &str,
+        stop: Option<&AtomicBool>,
+    ) -> Result<IoProperties, PropertiesError> {
+        if text.len() > MAX_FILE_BYTES {
+            return Err(PropertiesError::TooLarge {
                 origin: self.origin(),
-                line: location.as_ref().map(|l| l.line()),
-                column: location.as_ref().map(|l| l.column()),
+                size: u64::try_from(text.len()).ok(),
+                limit: MAX_FILE_BYTES,
+            });
+        }
+        let root = crate::yaml::load(text, stop).map_err(|e| match e {
+            crate::yaml::Error::Interrupted => PropertiesError::Interrupted {
+                origin: self.origin(),
+            },
+            e => PropertiesError::Yaml {
+                origin: self.origin(),
+                line: e.pos().map(|p| p.line),
+                column: e.pos().map(|p| p.column),
                 message: e.to_string(),
-            }
+            },
         })?;
-        let top = match value {
-            Value::Mapping(m) => m,
+        let top = match &root.value {
+            Value::Map(m) => m,
             Value::Null => return Err(self.top_not_map("nothing (empty document)")),
-            other => return Err(self.top_not_map(kind(&other))),
+            _ => return Err(self.top_not_map(kind(&root))),
         };
         let mut props = IoProperties::default();
-        for (key, section) in &top {
+        for (key, section) in top.iter() {
             match key.as_str() {
                 Some("disks") => props.disks.extend(self.disks(section)?),
                 _ => {
@@ -508,7 +590,7 @@ impl Reader<'_> {
         }
     }
 
-    fn wrong_type(&self, field: String, expected: &'static str, found: &Value) -> PropertiesError {
+    fn wrong_type(&self, field: String, expected: &'static str, found: &Node) -> PropertiesError {
         PropertiesError::WrongType {
             origin: self.origin(),
             field,
@@ -517,35 +599,36 @@ impl Reader<'_> {
         }
     }
 
-    fn disks(&mut self, section: &Value) -> Result<Vec<DiskProperties>, PropertiesError> {
+    fn disks(&mut self, section: &Node) -> Result<Vec<DiskProperties>, PropertiesError> {
         let list = section
-            .as_sequence()
+            .as_seq()
             .ok_or_else(|| self.wrong_type("disks".into(), "a list of disk entries", section))?;
         // Every mountpoint seen so far, with its entry; also catches repeats within one entry.
-        let mut seen: Vec<(PathBuf, usize)> = Vec::new();
+        // `Path` hashes component-wise, as it compares: `/a` and `/a/` are one key.
+        let mut seen: HashMap<PathBuf, usize> = HashMap::new();
         let mut disks = Vec::with_capacity(list.len());
         for (entry, value) in list.iter().enumerate() {
             let map = value
-                .as_mapping()
+                .as_map()
                 .ok_or_else(|| self.wrong_type(format!("disks[{entry}]"), "a map", value))?;
             let disk = self.entry(entry, map)?;
             for mp in &disk.mountpoints {
-                if let Some((_, first_entry)) = seen.iter().find(|(p, _)| p == mp) {
+                if let Some(&first_entry) = seen.get(mp) {
                     return Err(PropertiesError::DuplicateMountpoint {
                         origin: self.origin(),
                         entry,
-                        first_entry: *first_entry,
+                        first_entry,
                         mountpoint: mp.clone(),
                     });
                 }
-                seen.push((mp.clone(), entry));
+                seen.insert(mp.clone(), entry);
             }
             disks.push(disk);
         }
         Ok(disks)
     }
 
-    fn entry(&mut self, entry: usize, map: &Mapping) -> Result<DiskProperties, PropertiesError> {
+    fn entry(&mut self, entry: usize, map: &Map) -> Result<DiskProperties, PropertiesError> {
         const KNOWN: [&str; 11] = [
             "mountpoint",
             "mountpoints",
@@ -625,7 +708,7 @@ impl Reader<'_> {
         })
     }
 
-    fn mountpoints(&self, entry: usize, map: &Mapping) -> Result<Vec<PathBuf>, PropertiesError> {
+    fn mountpoints(&self, entry: usize, map: &Map) -> Result<Vec<PathBuf>, PropertiesError> {
         let mountpoints = match (map.get("mountpoint"), map.get("mountpoints")) {
             (Some(_), Some(_)) => {
                 return Err(PropertiesError::ConflictingMountpoints {
@@ -641,7 +724,7 @@ impl Reader<'_> {
             }
             (Some(one), None) => vec![self.path(entry, "mountpoint".into(), one)?],
             (None, Some(many)) => {
-                let list = many.as_sequence().ok_or_else(|| {
+                let list = many.as_seq().ok_or_else(|| {
                     self.wrong_type(
                         format!("disks[{entry}].mountpoints"),
                         "a list of paths",
@@ -665,7 +748,7 @@ impl Reader<'_> {
         Ok(mountpoints)
     }
 
-    fn path(&self, entry: usize, field: String, value: &Value) -> Result<PathBuf, PropertiesError> {
+    fn path(&self, entry: usize, field: String, value: &Node) -> Result<PathBuf, PropertiesError> {
         match value.as_str() {
             Some("") => Err(PropertiesError::EmptyMountpoint {
                 origin: self.origin(),
@@ -682,7 +765,7 @@ impl Reader<'_> {
         &self,
         entry: usize,
         field: &'static str,
-        value: &Value,
+        value: &Node,
     ) -> Result<u64, PropertiesError> {
         let invalid = |error| PropertiesError::InvalidSize {
             origin: self.origin(),
@@ -690,26 +773,23 @@ impl Reader<'_> {
             field,
             error,
         };
-        let size = match value {
-            Value::Number(n) => match n.as_u64() {
-                Some(v) => v,
-                None if n.is_f64() => {
-                    return Err(invalid(SizeError::NotInteger {
-                        text: n.to_string(),
-                    }))
+        let size = match &value.value {
+            Value::Int(n, text) => match u64::try_from(*n) {
+                Ok(v) => v,
+                Err(_) if *n < 0 => {
+                    return Err(invalid(SizeError::NoDigits { text: text.clone() }))
                 }
-                None => {
-                    return Err(invalid(SizeError::NoDigits {
-                        text: n.to_string(),
-                    }))
-                }
+                Err(_) => return Err(invalid(SizeError::Overflow { text: text.clone() })),
             },
+            Value::Float(_, text) => {
+                return Err(invalid(SizeError::NotInteger { text: text.clone() }))
+            }
             Value::String(s) => parse_size(s).map_err(invalid)?,
-            other => {
+            _ => {
                 return Err(self.wrong_type(
                     format!("disks[{entry}].{field}"),
                     "an integer with optional suffix (e.g. 4096 or 545M)",
-                    other,
+                    value,
                 ))
             }
         };
@@ -724,8 +804,8 @@ impl Reader<'_> {
     }
 
     /// `duplex`: a YAML boolean, or one of the spellings yaml-cpp (the reference) accepts.
-    fn duplex(&self, entry: usize, value: &Value) -> Result<bool, PropertiesError> {
-        let parsed = match value {
+    fn duplex(&self, entry: usize, value: &Node) -> Result<bool, PropertiesError> {
+        let parsed = match &value.value {
             Value::Bool(b) => Some(*b),
             Value::String(s) => match s.as_str() {
                 "y" | "Y" | "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On"
@@ -742,9 +822,10 @@ impl Reader<'_> {
     }
 
     /// `rate_factor`: a number (or numeric string) that is positive and finite as an `f32`.
-    fn rate_factor(&self, entry: usize, value: &Value) -> Result<f64, PropertiesError> {
-        let factor = match value {
-            Value::Number(n) => n.as_f64(),
+    fn rate_factor(&self, entry: usize, value: &Node) -> Result<f64, PropertiesError> {
+        let factor = match &value.value {
+            Value::Int(n, _) => Some(*n as f64),
+            Value::Float(f, _) => Some(*f),
             Value::String(s) => s.trim().parse::<f64>().ok(),
             _ => None,
         };
@@ -766,25 +847,26 @@ fn apply_rate_factor(rate: u64, factor: f64) -> u64 {
 }
 
 /// A short name for a YAML value's type, for messages.
-fn kind(value: &Value) -> &'static str {
-    match value {
+fn kind(node: &Node) -> &'static str {
+    match node.value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
+        Value::Int(..) | Value::Float(..) => "a number",
         Value::String(_) => "a string",
-        Value::Sequence(_) => "a list",
-        Value::Mapping(_) => "a map",
-        Value::Tagged(_) => "a tagged value",
+        Value::Seq(_) => "a list",
+        Value::Map(_) => "a map",
+        Value::Tagged(..) => "a tagged value",
     }
 }
 
-/// A value as it appears in messages: scalars verbatim, collections by their type.
-fn describe(value: &Value) -> String {
-    match value {
+/// A value as it appears in messages: scalars as written (control characters escaped),
+/// collections by their type.
+fn describe(node: &Node) -> String {
+    match &node.value {
         Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => s.clone(),
-        other => kind(other).to_owned(),
+        Value::Int(_, text) | Value::Float(_, text) => escape_controls(text).into_owned(),
+        Value::String(s) => escape_controls(s).into_owned(),
+        _ => kind(node).to_owned(),
     }
 }
 

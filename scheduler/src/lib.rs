@@ -93,6 +93,7 @@ pub mod io_properties;
 pub mod io_queue;
 pub mod sim;
 pub mod token_bucket;
+pub mod yaml;
 
 #[cfg(feature = "harness")]
 pub mod alignment;

@@ -526,3 +526,114 @@ fn empty_properties_round_trip() {
     assert_eq!(empty.to_yaml(), "disks: []\n");
     assert_eq!(parse(&empty.to_yaml()), empty);
 }
+
+// ----------------------------------------------------------------------------------- size and time
+
+/// `n` disks, one mountpoint each.
+fn many_disks(n: usize) -> String {
+    let mut text = String::from("disks:\n");
+    for i in 0..n {
+        text.push_str(&format!("  - mountpoint: /mnt/d{i}\n{RATES}"));
+    }
+    text
+}
+
+/// Loading is linear: 50000 disks (3.5 MB) took minutes when each mountpoint was compared with
+/// every earlier one, and take well under a second now. The bound is 50 times that, for a
+/// loaded machine.
+#[test]
+fn many_disks_load_in_linear_time() {
+    let text = many_disks(50_000);
+    let t = std::time::Instant::now();
+    let props = parse(&text);
+    assert_eq!(props.disks.len(), 50_000);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        t.elapsed()
+    );
+    // A repeat at the very end is still found, naming both entries.
+    let dup = format!("{text}  - mountpoint: /mnt/d7/\n{RATES}");
+    let msg = parse_err(&dup);
+    assert!(
+        msg.contains("disks[50000]: mountpoint /mnt/d7/ is listed twice (first in disks[7])"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn oversized_text_and_file_are_refused_before_parsing() {
+    let limit = scheduler::io_properties::MAX_FILE_BYTES;
+    let text = " ".repeat(limit + 1);
+    let err = IoProperties::parse(&text, "big.yaml").unwrap_err();
+    assert!(matches!(err, PropertiesError::TooLarge { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "big.yaml: the file has 16777217 bytes (16.0 MiB), more than the 16 MiB limit; \
+         io-properties are a few lines per disk: check that this is the right file"
+    );
+    // A sparse 50 MB file is judged by its size, not read.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.yaml");
+    let f = std::fs::File::create(&path).unwrap();
+    f.set_len(50 << 20).unwrap();
+    let err = IoProperties::from_file(&path).unwrap_err();
+    assert!(
+        matches!(err, PropertiesError::TooLarge { size: Some(s), .. } if s == 50 << 20),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("huge.yaml"), "{err}");
+}
+
+#[test]
+fn a_set_stop_flag_interrupts_parsing() {
+    let stop = std::sync::atomic::AtomicBool::new(true);
+    let err = IoProperties::parse_with_stop(&many_disks(2000), "s.yaml", Some(&stop)).unwrap_err();
+    assert!(
+        matches!(err, PropertiesError::Interrupted { .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string(), "s.yaml: reading was interrupted");
+}
+
+#[test]
+fn control_characters_are_escaped_in_messages() {
+    let msg = parse_err(&entry_with(
+        "    read_iops: \"1\\u001b[31mK\"\n    read_bandwidth: 2\n    write_iops: 3\n    write_bandwidth: 4\n",
+    ));
+    assert!(!msg.contains('\u{1b}'), "{msg:?}");
+    assert!(msg.contains("1\\u{1b}[31mK"), "{msg}");
+    let msg = parse_err(&format!(
+        "disks:\n  - mountpoints: [\"/a\\u0000\", \"/a\\u0000\"]\n{RATES}"
+    ));
+    assert!(!msg.contains('\0') && msg.contains("/a\\u{0}"), "{msg:?}");
+}
+
+/// Inputs the `io_properties` fuzz target (`fuzz/`) reported: no panic, read quickly, and
+/// what is accepted is written back to the same disks.
+#[test]
+fn fuzz_regressions() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/io_properties");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let Ok(text) = String::from_utf8(std::fs::read(&path).unwrap()) else {
+            continue;
+        };
+        let t = std::time::Instant::now();
+        let parsed = IoProperties::parse(&text, "fuzz.yaml");
+        assert!(
+            t.elapsed() < std::time::Duration::from_millis(500),
+            "{}: {:?}",
+            path.display(),
+            t.elapsed()
+        );
+        if let Ok((props, _)) = parsed {
+            let (back, _) = IoProperties::parse(&props.to_yaml(), "written.yaml").unwrap();
+            let mut expected = props;
+            for disk in &mut expected.disks {
+                disk.rate_factor = None;
+            }
+            assert_eq!(back, expected, "{}", path.display());
+        }
+    }
+}

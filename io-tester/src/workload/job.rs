@@ -25,13 +25,14 @@
 //! `files_count` except for `unlink`, `data_size` and the file options for `cpu`, `batch` and
 //! `pause_distribution` without `rps`, `iov_count` without `vectorized: true`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use scheduler::yaml::{Map, Node, Value};
 use serde::{Serialize, Serializer};
-use serde_yaml::{Mapping, Value};
 
-use super::locate::Seg::{self, Index, Key};
+use super::reader::Seg::{self, Index, Key};
 use super::reader::{load_list, Entry};
 use super::units::{
     bool_value, describe, duration_value, size_value, text_value, u32_value, u64_value,
@@ -146,8 +147,9 @@ impl JobKind {
 pub enum Shards {
     /// `shards: all`: every shard of the run.
     All,
-    /// `shards: [0, 2]`: these shards (distinct, in file order). Ids at or beyond the run's
-    /// shard count run nothing, as in the reference.
+    /// `shards: [0, 2]`: these shards (distinct, in file order). Every id must be below the
+    /// run's shard count ([`check_shards`]); the reference silently runs nothing for the
+    /// others, which can drop a whole job.
     List(Vec<u32>),
 }
 
@@ -252,6 +254,9 @@ pub struct KeyLines {
     pub class: Option<usize>,
     /// `shard_info.bandwidth`.
     pub bandwidth: Option<usize>,
+    /// Each id of a `shards` list (empty for `all`), which is checked against the run's
+    /// shard count (not a `shard_info` key).
+    pub shards: Vec<usize>,
 }
 
 impl Default for ShardInfo {
@@ -362,6 +367,54 @@ pub fn per_shard_data_size(job: &Job, nshards: u32) -> u64 {
     }
 }
 
+/// Checks that every shard id a job lists exists in a run of `nshards` shards (`--smp`).
+///
+/// # Errors
+///
+/// [`JobError::Entry`] for the first id at or beyond `nshards`, naming the job, the id, its
+/// line and the shard count: the job would otherwise run on fewer shards than written, or on
+/// none at all and vanish from the report.
+pub fn check_shards(jobs: &[Job], nshards: u32, source: &str) -> Result<(), JobError> {
+    for job in jobs {
+        let Shards::List(ids) = &job.shards else {
+            continue;
+        };
+        let Some(i) = ids.iter().position(|&id| id >= nshards) else {
+            continue;
+        };
+        let consequence = if ids.iter().all(|&id| id >= nshards) {
+            "the job would run on no shard"
+        } else {
+            "the job would not run there"
+        };
+        let ids_range = match nshards {
+            0 => "none".to_owned(),
+            1 => "only 0".to_owned(),
+            n => format!("0 to {}", n - 1),
+        };
+        return Err(JobError::Entry {
+            file: source.to_owned(),
+            entry: format!("job '{}'", job.name),
+            line: job.line,
+            key: format!("shards[{i}]"),
+            key_line: job
+                .shard_info
+                .key_lines
+                .shards
+                .get(i)
+                .copied()
+                .unwrap_or(job.line),
+            message: format!(
+                "shard {} does not exist: the run has {nshards} shard{} (--smp {nshards}; ids {ids_range}), \
+                 so {consequence}; list existing shards, write `shards: all`, or raise --smp",
+                ids[i],
+                if nshards == 1 { "" } else { "s" },
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Parses and validates a job file: a YAML list of jobs. `source` names the file in errors.
 ///
 /// # Errors
@@ -369,14 +422,30 @@ pub fn per_shard_data_size(job: &Job, nshards: u32) -> u64 {
 /// The first problem found, as a [`JobError`] naming `source`, the job, the key and the line:
 /// invalid YAML, a document that is not a non-empty list, and for each job an unknown key, a
 /// missing or invalid `name` or `type`, a duplicate name, a bad value, or a combination of keys
-/// that cannot work (see the module documentation).
+/// that cannot work (see the module documentation). [`JobError::TooLarge`] for a text over
+/// 16 MiB, which is not parsed.
 pub fn parse_jobs(text: &str, source: &str) -> Result<Vec<Job>, JobError> {
-    let entries = load_list(text, source, "jobs", "- name: ...")?;
+    parse_jobs_with_stop(text, source, None)
+}
+
+/// [`parse_jobs`], giving up as soon as `stop` is set (it is read while parsing and between
+/// jobs).
+///
+/// # Errors
+///
+/// As [`parse_jobs`], and [`JobError::Interrupted`] once `stop` is set.
+pub fn parse_jobs_with_stop(
+    text: &str,
+    source: &str,
+    stop: Option<&AtomicBool>,
+) -> Result<Vec<Job>, JobError> {
+    let entries = load_list(text, source, "jobs", "- name: ...", stop)?;
     let mut jobs: Vec<Job> = Vec::with_capacity(entries.len());
     let mut names: HashMap<String, usize> = HashMap::new();
     for (index, value) in entries.iter().enumerate() {
-        let entry = &mut Entry::new(text, source, index, "job");
-        let job = read_job(entry, value)?;
+        super::check_stop(stop, source)?;
+        let entry = &mut Entry::new(value, source, index, "job");
+        let job = read_job(entry)?;
         if let Some(&first) = names.get(&job.name) {
             return Err(entry.err(
                 &[Key("name")],
@@ -393,17 +462,20 @@ pub fn parse_jobs(text: &str, source: &str) -> Result<Vec<Job>, JobError> {
 }
 
 /// Validates one job.
-fn read_job(entry: &mut Entry<'_>, value: &Value) -> Result<Job, JobError> {
-    let map = entry.mapping(value, "name: ..., type: ..., shards: ...")?;
+fn read_job(entry: &mut Entry<'_>) -> Result<Job, JobError> {
+    let map = entry.mapping("name: ..., type: ..., shards: ...")?;
 
     let name = match map.get("name") {
         None => return Err(entry.err(&[Key("name")], "missing; every job needs a unique `name`")),
         Some(v) => text_value(v).map_err(|m| entry.err(&[Key("name")], m))?,
     };
-    if name.is_empty() || name.contains(['/', '\0']) {
+    if name.is_empty() || name.contains('/') || name.contains(char::is_control) {
         return Err(entry.err(
             &[Key("name")],
-            format!("`{name}` cannot be used: a job name must be non-empty and contain no `/`"),
+            format!(
+                "`{name}` cannot be used: a job name must be non-empty and contain no `/` and no \
+                 control character (it names files and report entries)"
+            ),
         ));
     }
     entry.set_name(&name);
@@ -420,21 +492,23 @@ fn read_job(entry: &mut Entry<'_>, value: &Value) -> Result<Job, JobError> {
 
     let kind = match map.get("type") {
         None => return Err(entry.err(&[Key("type")], format!("missing; {}", type_list()))),
-        Some(Value::String(t)) => JobKind::from_name(t).ok_or_else(|| {
-            entry.err(
-                &[Key("type")],
-                format!("unknown job type `{t}`; {}", type_list()),
-            )
-        })?,
-        Some(other) => {
-            return Err(entry.err(
-                &[Key("type")],
-                format!("got {}; {}", describe(other), type_list()),
-            ))
-        }
+        Some(node) => match &node.value {
+            Value::String(t) => JobKind::from_name(t).ok_or_else(|| {
+                entry.err(
+                    &[Key("type")],
+                    format!("unknown job type `{t}`; {}", type_list()),
+                )
+            })?,
+            _ => {
+                return Err(entry.err(
+                    &[Key("type")],
+                    format!("got {}; {}", describe(node), type_list()),
+                ))
+            }
+        },
     };
 
-    let shards = read_shards(entry, map)?;
+    let (shards, shard_lines) = read_shards(entry, map)?;
 
     let data_size = get(entry, map, &[], "data_size", size_value)?;
     if data_size.is_some() {
@@ -474,10 +548,11 @@ fn read_job(entry: &mut Entry<'_>, value: &Value) -> Result<Job, JobError> {
         }
     }
 
-    let shard_info = match entry.section(map, &[], "shard_info")? {
+    let mut shard_info = match entry.section(map, &[], "shard_info")? {
         Some(section) => read_shard_info(entry, kind, section)?,
         None => ShardInfo::default(),
     };
+    shard_info.key_lines.shards = shard_lines;
 
     let mut options = match entry.section(map, &[], "options")? {
         Some(section) => read_options(entry, kind, &shard_info, section)?,
@@ -522,38 +597,43 @@ fn type_list() -> String {
         .to_owned()
 }
 
-/// Reads `shards`.
-fn read_shards(entry: &Entry<'_>, map: &Mapping) -> Result<Shards, JobError> {
+/// Reads `shards`, with the line of each listed id.
+fn read_shards(entry: &Entry<'_>, map: &Map) -> Result<(Shards, Vec<usize>), JobError> {
     const EXPECTED: &str = "expected `all` or a list of shard ids such as `[0, 1]`";
-    match map.get("shards") {
-        None => Err(entry.err(&[Key("shards")], format!("missing; {EXPECTED}"))),
-        Some(Value::String(s)) if s == "all" => Ok(Shards::All),
-        Some(Value::Sequence(items)) if items.is_empty() => {
+    let Some(node) = map.get("shards") else {
+        return Err(entry.err(&[Key("shards")], format!("missing; {EXPECTED}")));
+    };
+    match &node.value {
+        Value::String(s) if s == "all" => Ok((Shards::All, Vec::new())),
+        Value::Seq(items) if items.is_empty() => {
             Err(entry.err(&[Key("shards")], format!("the list is empty; {EXPECTED}")))
         }
-        Some(Value::Sequence(items)) => {
+        Value::Seq(items) => {
             let mut ids = Vec::with_capacity(items.len());
+            let mut lines = Vec::with_capacity(items.len());
+            let mut seen = HashSet::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
                 let at = [Key("shards"), Index(i)];
                 let id = u32_value(item).map_err(|m| {
                     entry.err(&at, format!("{m}; shard ids are non-negative integers"))
                 })?;
-                if ids.contains(&id) {
+                if !seen.insert(id) {
                     return Err(entry.err(&at, format!("shard {id} is listed twice")));
                 }
                 ids.push(id);
+                lines.push(entry.key_line(&at));
             }
-            Ok(Shards::List(ids))
+            Ok((Shards::List(ids), lines))
         }
-        Some(other) => Err(entry.err(
+        _ => Err(entry.err(
             &[Key("shards")],
-            format!("got {}; {EXPECTED}", describe(other)),
+            format!("got {}; {EXPECTED}", describe(node)),
         )),
     }
 }
 
 /// Reads `shard_info`.
-fn read_shard_info(entry: &Entry<'_>, kind: JobKind, map: &Mapping) -> Result<ShardInfo, JobError> {
+fn read_shard_info(entry: &Entry<'_>, kind: JobKind, map: &Map) -> Result<ShardInfo, JobError> {
     const S: &[Seg<'static>] = &[Key("shard_info")];
     let at = |key: &'static str| [Key("shard_info"), Key(key)];
     entry.check_keys(map, S, SHARD_INFO_KEYS, |key| {
@@ -689,7 +769,7 @@ fn read_options(
     entry: &Entry<'_>,
     kind: JobKind,
     shard_info: &ShardInfo,
-    map: &Mapping,
+    map: &Map,
 ) -> Result<JobOptions, JobError> {
     const S: &[Seg<'static>] = &[Key("options")];
     let at = |key: &'static str| [Key("options"), Key(key)];
@@ -707,7 +787,7 @@ fn read_options(
             "fallocate",
         ]
         .into_iter()
-        .find(|k| map.contains_key(*k));
+        .find(|k| map.contains_key(k));
         if let Some(key) = file_option {
             return Err(not_for(entry, &at(key), "cpu jobs, which use no file"));
         }
@@ -777,10 +857,10 @@ fn nanos<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 /// Reads `key` of `map` (at `path`) with `parse`, naming the key in the error.
 fn get<T>(
     entry: &Entry<'_>,
-    map: &Mapping,
+    map: &Map,
     path: &[Seg<'static>],
     key: &'static str,
-    parse: impl Fn(&Value) -> Result<T, String>,
+    parse: impl Fn(&Node) -> Result<T, String>,
 ) -> Result<Option<T>, JobError> {
     let Some(value) = map.get(key) else {
         return Ok(None);
@@ -1339,7 +1419,8 @@ mod tests {
             KeyLines {
                 shares: Some(5),
                 class: Some(6),
-                bandwidth: Some(7)
+                bandwidth: Some(7),
+                shards: Vec::new(),
             }
         );
     }
@@ -1508,5 +1589,156 @@ mod tests {
         let jobs = parse_jobs(text, "t").unwrap();
         assert_eq!(jobs[1].shard_info.reqsize, 8192);
         assert_eq!(jobs[1].line, 6);
+    }
+
+    /// `n` jobs in block style, 9 lines each; the last one has a bad `reqsize`.
+    fn jobs_last_bad(n: usize) -> String {
+        let mut text = String::new();
+        for i in 1..=n {
+            let reqsize = if i == n { "1000" } else { "4kB" };
+            text.push_str(&format!(
+                "- name: job{i}\n  type: randread\n  shards: all\n  data_size: 1GB\n  shard_info:\n    parallelism: 2\n    reqsize: {reqsize}\n    shares: 100\n    think_time: 10us\n"
+            ));
+        }
+        text
+    }
+
+    /// The regression of the quadratic loading, judged by counting: however many jobs and
+    /// whichever is bad, the text is parsed once (it was parsed again for every job and every
+    /// key reported: 204 s at 8000 jobs). The time bound is 40 times what it takes on a loaded
+    /// machine, far below the old 204 s.
+    #[test]
+    fn a_job_file_is_parsed_once_whatever_its_size() {
+        for n in [1, 100, 8000] {
+            let text = jobs_last_bad(n);
+            let before = scheduler::yaml::loads_on_this_thread();
+            let t = std::time::Instant::now();
+            let err = parse_jobs(&text, "big.yaml").unwrap_err();
+            let elapsed = t.elapsed();
+            assert_eq!(
+                scheduler::yaml::loads_on_this_thread() - before,
+                1,
+                "{n} jobs"
+            );
+            let line = 9 * (n - 1) + 1;
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "big.yaml: job 'job{n}' (line {line}): key 'shard_info.reqsize' (line {}): \
+                     must be a non-zero multiple of 512 bytes for direct I/O, got 1000",
+                    line + 6
+                )
+            );
+            assert!(elapsed < Duration::from_secs(5), "{n} jobs: {elapsed:?}");
+        }
+    }
+
+    /// Long `shards` lists and long chains of jobs naming each other's class were quadratic
+    /// (a list search per id, a chain walk per job); they are linear now.
+    #[test]
+    fn long_shard_lists_and_class_chains_are_linear() {
+        let ids: Vec<String> = (0..100_000).map(|i| i.to_string()).collect();
+        let j = one(&format!(
+            "- {{name: s, type: cpu, shards: [{}]}}\n",
+            ids.join(", ")
+        ));
+        assert!(matches!(&j.shards, Shards::List(l) if l.len() == 100_000));
+        let err = parse_jobs(
+            &format!(
+                "- {{name: s, type: cpu, shards: [{}, 5]}}\n",
+                ids.join(", ")
+            ),
+            "t.yaml",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("key 'shards[100000]'"), "{err}");
+        assert!(err.to_string().contains("shard 5 is listed twice"), "{err}");
+
+        let n = 20_000;
+        let mut text = String::from("- {name: j0, type: cpu, shards: all}\n");
+        for i in 1..n {
+            text.push_str(&format!(
+                "- {{name: j{i}, type: cpu, shards: all, shard_info: {{class: j{}}}}}\n",
+                i - 1
+            ));
+        }
+        let jobs = parse_jobs(&text, "t.yaml").unwrap();
+        let t = std::time::Instant::now();
+        let classes = crate::workload::resolve_job_classes(&jobs, None, "t.yaml").unwrap();
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        assert!(classes.iter().all(|c| c.key == classes[0].key));
+    }
+
+    #[test]
+    fn oversized_text_is_refused_unparsed() {
+        let before = scheduler::yaml::loads_on_this_thread();
+        let text = "#".repeat(scheduler::yaml::MAX_INPUT_BYTES + 1);
+        let err = parse_jobs(&text, "huge.yaml").unwrap_err();
+        assert_eq!(scheduler::yaml::loads_on_this_thread(), before);
+        assert_eq!(
+            err.to_string(),
+            "huge.yaml: the file has 16777217 bytes (16.0 MiB), more than the 16 MiB limit; \
+             that is far more jobs than a run can use: check that this is the right file"
+        );
+    }
+
+    #[test]
+    fn a_set_stop_flag_ends_reading() {
+        let stop = std::sync::atomic::AtomicBool::new(true);
+        let err = parse_jobs_with_stop(&jobs_last_bad(3000), "s.yaml", Some(&stop)).unwrap_err();
+        assert!(matches!(err, JobError::Interrupted { .. }), "{err:?}");
+        assert_eq!(err.to_string(), "s.yaml: interrupted while reading");
+        // Also between jobs, for a text too small to reach the parser's check.
+        let err = parse_jobs_with_stop(&jobs_last_bad(2), "s.yaml", Some(&stop)).unwrap_err();
+        assert!(matches!(err, JobError::Interrupted { .. }), "{err:?}");
+    }
+
+    /// A job listing a shard the run does not have used to vanish from the report (exit 0,
+    /// empty output); it is an error naming the job, the id's line and the shard count.
+    #[test]
+    fn shards_beyond_the_run_are_errors() {
+        let jobs = parse_jobs(
+            "- {name: ok, type: cpu, shards: all}\n- name: far\n  type: cpu\n  shards:\n    - 1\n    - 99\n",
+            "j.yaml",
+        )
+        .unwrap();
+        check_shards(&jobs, 100, "j.yaml").unwrap();
+        let err = check_shards(&jobs, 2, "j.yaml").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "j.yaml: job 'far' (line 2): key 'shards[1]' (line 6): shard 99 does not exist: the \
+             run has 2 shards (--smp 2; ids 0 to 1), so the job would not run there; list \
+             existing shards, write `shards: all`, or raise --smp"
+        );
+        let err = check_shards(&jobs, 1, "j.yaml").unwrap_err();
+        assert!(
+            err.to_string().contains(
+                "key 'shards[0]' (line 5): shard 1 does not exist: the run has 1 shard \
+                 (--smp 1; ids only 0), so the job would run on no shard"
+            ),
+            "{err}"
+        );
+    }
+
+    /// A NUL or escape sequence in a name was echoed raw; names with control characters are
+    /// refused, and messages escape them.
+    #[test]
+    fn control_characters_are_refused_in_names_and_escaped_in_messages() {
+        let err = fails(
+            "- name: \"a\\0b\\e[31m\"\n  type: cpu\n  shards: all\n",
+            "job #1 (line 1)",
+            "name",
+            1,
+            "`a\\u{0}b\\u{1b}[31m` cannot be used",
+        );
+        assert!(!err.to_string().contains(char::is_control), "{err:?}");
+        assert!(err.to_string().contains("no control character"), "{err}");
+        let msg = parse_jobs(
+            "- name: a\n  type: cpu\n  shards: all\n  \"col\\tour\": 1\n",
+            "t.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(msg.contains("key 'col\\tour' (line 4)"), "{msg}");
     }
 }

@@ -7,14 +7,16 @@
 //! reference, which reads the keys it knows and ignores the rest, unknown keys are rejected: a
 //! misspelt `think_tme` would otherwise run a different benchmark than the one written down.
 //!
-//! Every error names the file, the entry, the key and the line ([`JobError`]). Line numbers come
-//! from [`locate`], which asks the YAML parser itself where a node starts.
+//! Every error names the file, the entry, the key and the line ([`JobError`]). The text is parsed
+//! once into a [`scheduler::yaml`] tree that keeps each node's and key's line; files over 16 MiB
+//! ([`scheduler::yaml::MAX_INPUT_BYTES`]) are refused unread, and loading checks the caller's stop
+//! flag (SIGINT, SIGTERM) as it goes. Control characters of the file's text are escaped in
+//! messages.
 //!
 //! The hidden `--check-conf FILE` mode of the binary ([`check_conf_cli`]) parses a job file and
 //! prints the result as JSON, for tests and for checking a file before a long run.
 
 pub mod job;
-mod locate;
 mod reader;
 pub mod sched_groups;
 pub mod units;
@@ -24,17 +26,19 @@ use std::fmt;
 use std::io;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 // The entry points; the types they return live in `job` and `sched_groups`
 // (`workload::job::JobKind`, ...), sizes and durations in `units`.
-pub use job::{parse_jobs, per_shard_data_size, Job};
+pub use job::{check_shards, parse_jobs, parse_jobs_with_stop, per_shard_data_size, Job};
 pub use sched_groups::{
-    check_job_classes, parse_sched_groups, resolve_job_classes, ClassKey, JobClass, SchedGroup,
+    check_job_classes, parse_sched_groups, parse_sched_groups_with_stop, resolve_job_classes,
+    ClassKey, JobClass, SchedGroup,
 };
 
 /// Why a job file or a scheduling-group file was rejected.
 ///
-/// The `Display` text is complete and meant for the user, e.g.
+/// The `Display` text is complete and meant for the user (control characters escaped), e.g.
 /// `conf.yaml: job 'big_writes' (line 1): key 'shard_info.reqsize' (line 6): must be a multiple
 /// of 512 bytes ...`.
 #[derive(Debug)]
@@ -45,6 +49,20 @@ pub enum JobError {
         file: String,
         /// The underlying error.
         source: io::Error,
+    },
+    /// The file has more than [`scheduler::yaml::MAX_INPUT_BYTES`] (16 MiB); it is not read.
+    TooLarge {
+        /// The file as named by the user.
+        file: String,
+        /// Its size in bytes, when known (not for a pipe).
+        size: Option<u64>,
+        /// What it should hold: "jobs", "scheduling groups".
+        what: &'static str,
+    },
+    /// The stop flag was set (SIGINT, SIGTERM) while the file was being read.
+    Interrupted {
+        /// The file as named by the user.
+        file: String,
     },
     /// The text is not valid YAML (bad indentation, unclosed bracket, duplicate key, ...).
     Syntax {
@@ -88,8 +106,29 @@ pub enum JobError {
 
 impl fmt::Display for JobError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
+        // A name or key with a NUL or an escape sequence must not reach the terminal raw.
+        let text = Unescaped(self).to_string();
+        f.write_str(&scheduler::yaml::escape_controls(&text))
+    }
+}
+
+/// The message of a [`JobError`] before control characters are escaped.
+struct Unescaped<'a>(&'a JobError);
+
+impl fmt::Display for Unescaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
             JobError::Read { file, source } => write!(f, "{file}: cannot read the file: {source}"),
+            JobError::TooLarge { file, size, what } => write!(
+                f,
+                "{file}: {}; that is far more {what} than a run can use: check that this is the \
+                 right file",
+                scheduler::yaml::ReadError::TooLarge {
+                    size: *size,
+                    limit: scheduler::yaml::MAX_INPUT_BYTES
+                }
+            ),
+            JobError::Interrupted { file } => write!(f, "{file}: interrupted while reading"),
             JobError::Syntax {
                 file,
                 line,
@@ -142,30 +181,62 @@ impl std::error::Error for JobError {
     }
 }
 
-/// Reads a file as UTF-8 text, naming it in the error.
-fn read_text(path: &Path) -> Result<String, JobError> {
-    std::fs::read_to_string(path).map_err(|source| JobError::Read {
-        file: path.display().to_string(),
-        source,
+/// Reads a file as UTF-8 text, naming it in the error; refuses more than
+/// [`scheduler::yaml::MAX_INPUT_BYTES`] without reading it.
+fn read_text(path: &Path, what: &'static str) -> Result<String, JobError> {
+    let file = || path.display().to_string();
+    scheduler::yaml::read_file(path, scheduler::yaml::MAX_INPUT_BYTES).map_err(|e| match e {
+        scheduler::yaml::ReadError::Io(source) => JobError::Read {
+            file: file(),
+            source,
+        },
+        scheduler::yaml::ReadError::TooLarge { size, .. } => JobError::TooLarge {
+            file: file(),
+            size,
+            what,
+        },
     })
 }
 
-/// Reads and parses a job file; see [`parse_jobs`].
-///
-/// # Errors
-///
-/// [`JobError::Read`] if the file cannot be read, otherwise as [`parse_jobs`].
-pub fn read_jobs_file(path: &Path) -> Result<Vec<Job>, JobError> {
-    parse_jobs(&read_text(path)?, &path.display().to_string())
+/// [`JobError::Interrupted`] once `stop` is set.
+fn check_stop(stop: Option<&AtomicBool>, file: &str) -> Result<(), JobError> {
+    match stop {
+        Some(s) if s.load(Ordering::Relaxed) => Err(JobError::Interrupted {
+            file: file.to_owned(),
+        }),
+        _ => Ok(()),
+    }
 }
 
-/// Reads and parses a scheduling-group file; see [`parse_sched_groups`].
+/// Reads and parses a job file; see [`parse_jobs`]. `stop` (set on SIGINT or SIGTERM) ends
+/// reading as soon as it is set.
 ///
 /// # Errors
 ///
-/// [`JobError::Read`] if the file cannot be read, otherwise as [`parse_sched_groups`].
-pub fn read_sched_groups_file(path: &Path) -> Result<Vec<SchedGroup>, JobError> {
-    parse_sched_groups(&read_text(path)?, &path.display().to_string())
+/// [`JobError::Read`] if the file cannot be read, [`JobError::TooLarge`] over 16 MiB,
+/// [`JobError::Interrupted`] once `stop` is set, otherwise as [`parse_jobs`].
+pub fn read_jobs_file(path: &Path, stop: Option<&AtomicBool>) -> Result<Vec<Job>, JobError> {
+    check_stop(stop, &path.display().to_string())?;
+    parse_jobs_with_stop(&read_text(path, "jobs")?, &path.display().to_string(), stop)
+}
+
+/// Reads and parses a scheduling-group file; see [`parse_sched_groups`]. `stop` as for
+/// [`read_jobs_file`].
+///
+/// # Errors
+///
+/// [`JobError::Read`] if the file cannot be read, [`JobError::TooLarge`] over 16 MiB,
+/// [`JobError::Interrupted`] once `stop` is set, otherwise as [`parse_sched_groups`].
+pub fn read_sched_groups_file(
+    path: &Path,
+    stop: Option<&AtomicBool>,
+) -> Result<Vec<SchedGroup>, JobError> {
+    check_stop(stop, &path.display().to_string())?;
+    parse_sched_groups_with_stop(
+        &read_text(path, "scheduling groups")?,
+        &path.display().to_string(),
+        stop,
+    )
 }
 
 /// Usage of the hidden check mode.
@@ -225,11 +296,14 @@ fn check_conf(args: &[OsString]) -> Result<String, String> {
             .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
     });
 
-    let jobs = read_jobs_file(Path::new(&conf)).map_err(|e| e.to_string())?;
+    let jobs = read_jobs_file(Path::new(&conf), None).map_err(|e| e.to_string())?;
     let groups = match &groups_file {
-        Some(path) => Some(read_sched_groups_file(Path::new(path)).map_err(|e| e.to_string())?),
+        Some(path) => {
+            Some(read_sched_groups_file(Path::new(path), None).map_err(|e| e.to_string())?)
+        }
         None => None,
     };
+    check_shards(&jobs, smp, &Path::new(&conf).display().to_string()).map_err(|e| e.to_string())?;
     check_job_classes(
         &jobs,
         groups.as_deref(),

@@ -1,54 +1,66 @@
 //! Shared first step of reading a YAML list file, and per-entry helpers that build errors
 //! naming the file, the entry, the key and the line.
+//!
+//! The text is parsed once into a [`scheduler::yaml::Node`] tree that keeps every node's and key's
+//! line, so finding the line of a key is a walk down the entry's own nodes.
 
-use serde_yaml::{Mapping, Value};
+use std::sync::atomic::AtomicBool;
 
-use super::locate::{self, Seg};
+use scheduler::yaml::{Map, Node, Value};
+
 use super::units::describe;
 use super::JobError;
+
+/// One step of a path into an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seg<'a> {
+    /// The element at this index of a sequence (0-based).
+    Index(usize),
+    /// The entry with this (string) key of a mapping.
+    Key(&'a str),
+}
 
 /// Loads `text` as one YAML document that must be a non-empty list, and returns its entries.
 ///
 /// `what` names the entries in messages ("jobs"), `example` shows the first line of one.
 /// Merge keys (`<<: *defaults`) are expanded, so entries may share settings through anchors.
+/// Texts over [`scheduler::yaml::MAX_INPUT_BYTES`] are refused; `stop` ends loading once set.
 pub fn load_list(
     text: &str,
     file: &str,
-    what: &str,
+    what: &'static str,
     example: &str,
-) -> Result<Vec<Value>, JobError> {
-    let mut doc: Value = serde_yaml::from_str(text).map_err(|err| {
-        let mut position = err.location().map(|l| (l.line(), l.column()));
-        let mut message = err.to_string();
-        // The parser appends " at line L column C"; the position is printed separately.
-        if let Some(at) = message.find(" at line ") {
-            message.truncate(at);
-        }
-        if message.contains("duplicate entry") {
-            // Reported at the start of the mapping; point at the repeated key instead.
-            position = locate::first_duplicate_key(text).or(position);
-            if let Some(colon) = message.find(": duplicate entry") {
-                message.drain(..colon + 2); // drop the parser's path (`.[0]`)
-            }
-        }
-        JobError::Syntax {
+    stop: Option<&AtomicBool>,
+) -> Result<Vec<Node>, JobError> {
+    if text.len() > scheduler::yaml::MAX_INPUT_BYTES {
+        return Err(JobError::TooLarge {
             file: file.to_owned(),
-            line: position.map(|(l, _)| l),
-            column: position.map(|(_, c)| c),
-            message,
-        }
-    })?;
-    let root_line = || locate::line(text, &[]).unwrap_or(1);
-    doc.apply_merge().map_err(|err| JobError::Document {
-        file: file.to_owned(),
-        line: root_line(),
-        message: format!("cannot expand a `<<` merge key: {err}"),
-    })?;
-    match doc {
-        Value::Sequence(entries) if !entries.is_empty() => Ok(entries),
-        Value::Sequence(_) => Err(JobError::Document {
+            size: u64::try_from(text.len()).ok(),
+            what,
+        });
+    }
+    let doc = scheduler::yaml::load(text, stop).map_err(|err| match err {
+        scheduler::yaml::Error::Interrupted => JobError::Interrupted {
             file: file.to_owned(),
-            line: root_line(),
+        },
+        scheduler::yaml::Error::Merge { pos, message } => JobError::Document {
+            file: file.to_owned(),
+            line: pos.line,
+            message: format!("cannot expand a `<<` merge key: {message}"),
+        },
+        err => JobError::Syntax {
+            file: file.to_owned(),
+            line: err.pos().map(|p| p.line),
+            column: err.pos().map(|p| p.column),
+            message: err.to_string(),
+        },
+    })?;
+    let root_line = doc.pos.line;
+    match doc.value {
+        Value::Seq(entries) if !entries.is_empty() => Ok(entries),
+        Value::Seq(_) => Err(JobError::Document {
+            file: file.to_owned(),
+            line: root_line,
             message: format!("the list is empty; expected at least one of the {what}"),
         }),
         Value::Null => Err(JobError::Document {
@@ -58,12 +70,12 @@ pub fn load_list(
                 "the file has no content; expected a YAML list of {what} (`{example}`)"
             ),
         }),
-        other => Err(JobError::Document {
+        _ => Err(JobError::Document {
             file: file.to_owned(),
-            line: root_line(),
+            line: root_line,
             message: format!(
                 "expected a YAML list of {what}, each starting with `{example}`; got {}",
-                describe(&other)
+                describe(&doc)
             ),
         }),
     }
@@ -71,9 +83,8 @@ pub fn load_list(
 
 /// One entry of a list file while it is being validated.
 pub struct Entry<'a> {
-    text: &'a str,
+    node: &'a Node,
     file: &'a str,
-    index: usize,
     /// 1-based line where the entry starts.
     pub line: usize,
     kind: &'static str,
@@ -81,13 +92,12 @@ pub struct Entry<'a> {
 }
 
 impl<'a> Entry<'a> {
-    /// Entry `index` (0-based) of the list in `text`; `kind` is "job" or "group".
-    pub fn new(text: &'a str, file: &'a str, index: usize, kind: &'static str) -> Self {
+    /// Entry `index` (0-based) of the list, `node`; `kind` is "job" or "group".
+    pub fn new(node: &'a Node, file: &'a str, index: usize, kind: &'static str) -> Self {
         Entry {
-            text,
+            node,
             file,
-            index,
-            line: locate::line(text, &[Seg::Index(index)]).unwrap_or(1),
+            line: node.pos.line,
             kind,
             desc: format!("{kind} #{}", index + 1),
         }
@@ -99,18 +109,29 @@ impl<'a> Entry<'a> {
     }
 
     /// 1-based line of the key at `path` inside this entry; the closest enclosing node that
-    /// can be found when the key itself cannot (it is missing, or came from a merge key).
+    /// can be found when the key itself cannot (it is missing, or it came through an alias or
+    /// a merge key, whose text is elsewhere).
     pub fn key_line(&self, path: &[Seg<'_>]) -> usize {
-        let mut full = Vec::with_capacity(path.len() + 1);
-        full.push(Seg::Index(self.index));
-        full.extend_from_slice(path);
-        while full.len() > 1 {
-            if let Some(line) = locate::line(self.text, &full) {
-                return line;
+        let mut line = self.line;
+        let mut node = self.node;
+        for seg in path {
+            let (at, next) = match seg {
+                Seg::Key(k) => match node.as_map().and_then(|m| m.entry(k)) {
+                    Some((key, value)) => (key, value),
+                    None => break,
+                },
+                Seg::Index(i) => match node.as_seq().and_then(|s| s.get(*i)) {
+                    Some(item) => (item, item),
+                    None => break,
+                },
+            };
+            if at.aliased {
+                break;
             }
-            full.pop();
+            line = at.pos.line;
+            node = next;
         }
-        self.line
+        line
     }
 
     /// An error about the key at `path` (empty: the whole entry).
@@ -126,13 +147,13 @@ impl<'a> Entry<'a> {
     }
 
     /// The entry as a mapping with string keys.
-    pub fn mapping<'v>(&self, value: &'v Value, example: &str) -> Result<&'v Mapping, JobError> {
-        let map = value.as_mapping().ok_or_else(|| {
+    pub fn mapping(&self, example: &str) -> Result<&'a Map, JobError> {
+        let map = self.node.as_map().ok_or_else(|| {
             self.err(
                 &[],
                 format!(
                     "expected a mapping of keys (`{example}`), got {}",
-                    describe(value)
+                    describe(self.node)
                 ),
             )
         })?;
@@ -143,22 +164,25 @@ impl<'a> Entry<'a> {
     /// The section `key` of `map` (at `path`): `None` when absent or empty.
     pub fn section<'v>(
         &self,
-        map: &'v Mapping,
+        map: &'v Map,
         path: &[Seg<'_>],
         key: &str,
-    ) -> Result<Option<&'v Mapping>, JobError> {
+    ) -> Result<Option<&'v Map>, JobError> {
         let mut at = path.to_vec();
         at.push(Seg::Key(key));
         match map.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Mapping(section)) => {
-                self.check_string_keys(section, &at)?;
-                Ok(Some(section))
-            }
-            Some(other) => Err(self.err(
-                &at,
-                format!("expected a mapping of settings, got {}", describe(other)),
-            )),
+            None => Ok(None),
+            Some(node) => match &node.value {
+                Value::Null => Ok(None),
+                Value::Map(section) => {
+                    self.check_string_keys(section, &at)?;
+                    Ok(Some(section))
+                }
+                _ => Err(self.err(
+                    &at,
+                    format!("expected a mapping of settings, got {}", describe(node)),
+                )),
+            },
         }
     }
 
@@ -166,12 +190,12 @@ impl<'a> Entry<'a> {
     /// misplaced key belongs.
     pub fn check_keys(
         &self,
-        map: &Mapping,
+        map: &Map,
         path: &[Seg<'_>],
         allowed: &[&str],
         hint: impl Fn(&str) -> Option<String>,
     ) -> Result<(), JobError> {
-        for key in map.keys().filter_map(Value::as_str) {
+        for key in map.keys().filter_map(Node::as_str) {
             if allowed.contains(&key) {
                 continue;
             }
@@ -186,8 +210,8 @@ impl<'a> Entry<'a> {
         Ok(())
     }
 
-    fn check_string_keys(&self, map: &Mapping, path: &[Seg<'_>]) -> Result<(), JobError> {
-        match map.keys().find(|k| !k.is_string()) {
+    fn check_string_keys(&self, map: &Map, path: &[Seg<'_>]) -> Result<(), JobError> {
+        match map.keys().find(|k| k.as_str().is_none()) {
             Some(k) => Err(self.err(path, format!("keys must be names, got {}", describe(k)))),
             None => Ok(()),
         }
@@ -240,7 +264,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 pub fn line_of(err: &JobError) -> Option<usize> {
     match err {
-        JobError::Read { .. } => None,
+        JobError::Read { .. } | JobError::TooLarge { .. } | JobError::Interrupted { .. } => None,
         JobError::Syntax { line, .. } => *line,
         JobError::Document { line, .. } => Some(*line),
         JobError::Entry { key_line, .. } => Some(*key_line),
@@ -268,8 +292,14 @@ mod tests {
 
     #[test]
     fn syntax_errors_have_line_and_column() {
-        let err =
-            load_list("- name: a\n  type: [cpu\n", "f.yaml", "jobs", "- name: x").unwrap_err();
+        let err = load_list(
+            "- name: a\n  type: [cpu\n",
+            "f.yaml",
+            "jobs",
+            "- name: x",
+            None,
+        )
+        .unwrap_err();
         let JobError::Syntax { line, column, .. } = &err else {
             panic!("{err}")
         };
@@ -277,7 +307,14 @@ mod tests {
         assert!(err.to_string().starts_with("f.yaml: line "), "{err}");
         assert!(!err.to_string().contains(" at line "), "{err}");
 
-        let err = load_list("- name: a\n  name: b\n", "f.yaml", "jobs", "- name: x").unwrap_err();
+        let err = load_list(
+            "- name: a\n  name: b\n",
+            "f.yaml",
+            "jobs",
+            "- name: x",
+            None,
+        )
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             "f.yaml: line 2, column 3: invalid YAML: duplicate entry with key \"name\""
@@ -287,7 +324,7 @@ mod tests {
     #[test]
     fn wrong_shapes() {
         let err = |t: &str| {
-            load_list(t, "f", "jobs", "- name: x")
+            load_list(t, "f", "jobs", "- name: x", None)
                 .unwrap_err()
                 .to_string()
         };

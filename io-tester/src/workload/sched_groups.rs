@@ -10,11 +10,12 @@
 //! ```
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 
 use serde::Serialize;
 
 use super::job::Job;
-use super::locate::Seg::Key;
+use super::reader::Seg::Key;
 use super::reader::{load_list, Entry};
 use super::units::{text_value, u32_value};
 use super::JobError;
@@ -46,15 +47,31 @@ pub struct SchedGroup {
 /// The first problem found, as a [`JobError`] naming `source`, the group, the key and the line:
 /// invalid YAML, not a non-empty list, an unknown key, a missing or invalid `name` or `shares`,
 /// a duplicate name, a `parent` that names no group, or parents that form a cycle.
+/// [`JobError::TooLarge`] for a text over 16 MiB, which is not parsed.
 pub fn parse_sched_groups(text: &str, source: &str) -> Result<Vec<SchedGroup>, JobError> {
-    let entries = load_list(text, source, "scheduling groups", "- name: ...")?;
+    parse_sched_groups_with_stop(text, source, None)
+}
+
+/// [`parse_sched_groups`], giving up as soon as `stop` is set (it is read while parsing and
+/// between groups).
+///
+/// # Errors
+///
+/// As [`parse_sched_groups`], and [`JobError::Interrupted`] once `stop` is set.
+pub fn parse_sched_groups_with_stop(
+    text: &str,
+    source: &str,
+    stop: Option<&AtomicBool>,
+) -> Result<Vec<SchedGroup>, JobError> {
+    let entries = load_list(text, source, "scheduling groups", "- name: ...", stop)?;
     let mut groups: Vec<SchedGroup> = Vec::with_capacity(entries.len());
     let mut readers = Vec::with_capacity(entries.len());
     let mut by_name: HashMap<String, usize> = HashMap::new();
 
     for (index, value) in entries.iter().enumerate() {
-        let mut entry = Entry::new(text, source, index, "group");
-        let map = entry.mapping(value, "name: ..., shares: ...")?;
+        super::check_stop(stop, source)?;
+        let mut entry = Entry::new(value, source, index, "group");
+        let map = entry.mapping("name: ..., shares: ...")?;
         let name = match map.get("name") {
             None => {
                 return Err(entry.err(&[Key("name")], "missing; every group needs a unique `name`"))
@@ -63,6 +80,12 @@ pub fn parse_sched_groups(text: &str, source: &str) -> Result<Vec<SchedGroup>, J
         };
         if name.is_empty() {
             return Err(entry.err(&[Key("name")], "must not be empty"));
+        }
+        if name.contains(char::is_control) {
+            return Err(entry.err(
+                &[Key("name")],
+                format!("`{name}` cannot be used: a group name must contain no control character"),
+            ));
         }
         entry.set_name(&name);
         entry.check_keys(map, &[], GROUP_KEYS, |_| None)?;
@@ -79,7 +102,8 @@ pub fn parse_sched_groups(text: &str, source: &str) -> Result<Vec<SchedGroup>, J
             return Err(entry.err(&[Key("shares")], "must be at least 1, got 0"));
         }
         let parent = match map.get("parent") {
-            None | Some(serde_yaml::Value::Null) => None,
+            None => None,
+            Some(v) if v.is_null() => None,
             Some(v) => Some(text_value(v).map_err(|m| entry.err(&[Key("parent")], m))?),
         };
         if let Some(&first) = by_name.get(&name) {
@@ -114,30 +138,71 @@ pub fn parse_sched_groups(text: &str, source: &str) -> Result<Vec<SchedGroup>, J
         }
     }
 
-    // Follow each group's parent chain; a chain longer than the number of groups loops.
-    for (start, entry) in readers.iter().enumerate() {
-        let mut chain = vec![start];
-        let mut at = start;
-        while let Some(parent) = &groups[at].parent {
-            at = by_name[parent];
-            if at == start {
-                let names: Vec<&str> = chain
-                    .iter()
-                    .chain([&start])
-                    .map(|&i| groups[i].name.as_str())
-                    .collect();
-                return Err(entry.err(
-                    &[Key("parent")],
-                    format!("parents form a cycle: {}", names.join(" -> ")),
-                ));
-            }
-            if chain.len() > groups.len() {
-                break; // a cycle that does not pass through `start`; reported from a member
-            }
-            chain.push(at);
-        }
+    // Follow each group's parent chain, once per group in all: a chain that reaches a group
+    // already known to end at the top is not walked again. A chain that comes back to a group
+    // on itself is a cycle, reported from the first group of the file on it.
+    let parent_of: Vec<Option<usize>> = groups
+        .iter()
+        .map(|g| g.parent.as_ref().and_then(|p| by_name.get(p).copied()))
+        .collect();
+    if let Some(cycle) = first_cycle(&parent_of) {
+        let start = cycle[0];
+        let names: Vec<&str> = cycle
+            .iter()
+            .chain([&start])
+            .map(|&i| groups[i].name.as_str())
+            .collect();
+        return Err(readers[start].err(
+            &[Key("parent")],
+            format!("parents form a cycle: {}", names.join(" -> ")),
+        ));
     }
     Ok(groups)
+}
+
+/// The members of the cycle of `next` links that holds the lowest index, starting from that
+/// index and in link order; `None` if the links form no cycle. Linear: each index is walked
+/// once.
+fn first_cycle(next: &[Option<usize>]) -> Option<Vec<usize>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        New,
+        OnPath,
+        Done,
+    }
+    let mut state = vec![State::New; next.len()];
+    let mut found: Option<Vec<usize>> = None;
+    for start in 0..next.len() {
+        let mut path = Vec::new();
+        let mut at = Some(start);
+        while let Some(i) = at {
+            match state[i] {
+                State::Done => break,
+                State::OnPath => {
+                    // `i` is on the current path: the cycle is the path from `i` on.
+                    let from = path.iter().position(|&p| p == i).unwrap_or(0);
+                    let cycle = &path[from..];
+                    let low = cycle.iter().copied().min().unwrap_or(i);
+                    if found.as_ref().is_none_or(|f| low < f[0]) {
+                        let turn = cycle.iter().position(|&p| p == low).unwrap_or(0);
+                        let mut ordered = cycle[turn..].to_vec();
+                        ordered.extend_from_slice(&cycle[..turn]);
+                        found = Some(ordered);
+                    }
+                    break;
+                }
+                State::New => {
+                    state[i] = State::OnPath;
+                    path.push(i);
+                    at = next[i];
+                }
+            }
+        }
+        for &p in &path {
+            state[p] = State::Done;
+        }
+    }
+    found
 }
 
 /// The class a job runs in.
@@ -204,12 +269,19 @@ pub fn resolve_job_classes(
     source: &str,
 ) -> Result<Vec<JobClass>, JobError> {
     let groups = groups.unwrap_or(&[]);
-    let group_index = |name: &str| groups.iter().position(|g| g.name == name);
-    let has_subgroups = |gi: usize| {
-        groups
-            .iter()
-            .any(|g| g.parent.as_deref() == Some(groups[gi].name.as_str()))
-    };
+    let group_by_name: HashMap<&str, usize> = groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (g.name.as_str(), i))
+        .collect();
+    let group_index = |name: &str| group_by_name.get(name).copied();
+    let mut parents_of_others = vec![false; groups.len()];
+    for g in groups {
+        if let Some(p) = g.parent.as_deref().and_then(group_index) {
+            parents_of_others[p] = true;
+        }
+    }
+    let has_subgroups = |gi: usize| parents_of_others[gi];
     let job_index: HashMap<&str, usize> = jobs
         .iter()
         .enumerate()
@@ -301,14 +373,21 @@ pub fn resolve_job_classes(
         steps.push(step);
     }
 
-    // Follow the "same class as" chains.
-    let mut keys = Vec::with_capacity(jobs.len());
+    // Follow the "same class as" chains; each job's class is found once, so a long chain
+    // costs its length, not its length squared.
+    let mut resolved: Vec<Option<ClassKey>> = vec![None; jobs.len()];
+    let mut on_chain = vec![false; jobs.len()];
     for (ji, job) in jobs.iter().enumerate() {
         let mut chain = vec![ji];
+        on_chain[ji] = true;
         let key = loop {
-            match steps[*chain.last().expect("non-empty")] {
+            let last = chain[chain.len() - 1];
+            if let Some(key) = resolved[last] {
+                break key;
+            }
+            match steps[last] {
                 Step::Class(key) => break key,
-                Step::SameAs(k) if chain.contains(&k) => {
+                Step::SameAs(k) if on_chain[k] => {
                     let names: Vec<&str> = chain
                         .iter()
                         .chain([&k])
@@ -323,11 +402,18 @@ pub fn resolve_job_classes(
                         ),
                     ));
                 }
-                Step::SameAs(k) => chain.push(k),
+                Step::SameAs(k) => {
+                    on_chain[k] = true;
+                    chain.push(k);
+                }
             }
         };
-        keys.push(key);
+        for &c in &chain {
+            resolved[c] = Some(key);
+            on_chain[c] = false;
+        }
     }
+    let keys: Vec<ClassKey> = resolved.into_iter().flatten().collect();
 
     // One bandwidth limit per class.
     let mut limits: HashMap<ClassKey, (u64, usize)> = HashMap::new();
@@ -603,5 +689,49 @@ mod tests {
             GROUPS,
         )
         .unwrap();
+    }
+
+    /// A long chain of parents was walked once per group (quadratic); now each group is
+    /// walked once, and a cycle at the end of the chain is still found.
+    #[test]
+    fn long_parent_chains_are_linear() {
+        let n = 20_000;
+        let mut text = String::from("- {name: g0, shares: 1}\n");
+        for i in 1..n {
+            text.push_str(&format!(
+                "- {{name: g{i}, shares: 1, parent: g{}}}\n",
+                i - 1
+            ));
+        }
+        let t = std::time::Instant::now();
+        assert_eq!(parse_sched_groups(&text, "g.yaml").unwrap().len(), n);
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            t.elapsed()
+        );
+        let cyclic = text.replacen(
+            "- {name: g0, shares: 1}",
+            "- {name: g0, shares: 1, parent: g3}",
+            1,
+        );
+        fails(
+            &cyclic,
+            "group 'g0' (line 1)",
+            "parent",
+            1,
+            "cycle: g0 -> g3 -> g2 -> g1 -> g0",
+        );
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_group_names() {
+        fails(
+            "- {name: \"bg\\n\", shares: 1}\n",
+            "group #1",
+            "name",
+            1,
+            "`bg\\n` cannot be used",
+        );
     }
 }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use scheduler::io_properties::parse_size;
-use serde_yaml::Value;
+use scheduler::yaml::{Node, Value};
 
 /// Why a duration (`10us`, `1ms`, `0`) could not be parsed by [`parse_duration`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -86,104 +86,103 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     Ok(Duration::from_nanos(nanos))
 }
 
-/// How a YAML node is named in error messages ("got a list").
-pub fn describe(v: &Value) -> String {
-    match v {
+/// How a YAML node is named in error messages ("got a list"); scalars as written.
+pub fn describe(v: &Node) -> String {
+    match &v.value {
         Value::Null => "an empty value".to_owned(),
         Value::Bool(b) => format!("`{b}`"),
-        Value::Number(n) => format!("`{n}`"),
+        Value::Int(_, text) | Value::Float(_, text) => format!("`{text}`"),
         Value::String(s) => format!("`{s}`"),
-        Value::Sequence(_) => "a list".to_owned(),
-        Value::Mapping(_) => "a mapping".to_owned(),
-        Value::Tagged(t) => format!("a value tagged `{}`", t.tag),
+        Value::Seq(_) => "a list".to_owned(),
+        Value::Map(_) => "a mapping".to_owned(),
+        Value::Tagged(tag, _) => format!("a value tagged `{tag}`"),
     }
 }
 
-/// A plain scalar's text: strings as they are, numbers and booleans as written by YAML. Used
-/// for names (`name: 2024` is a valid name, as with the reference's YAML reader).
-pub fn text_value(v: &Value) -> Result<String, String> {
-    match v {
+/// A plain scalar's text: strings as they are, numbers as written, booleans as `true` or
+/// `false`. Used for names (`name: 2024` is a valid name, as with the reference's YAML reader,
+/// which also keeps `1.50` as written).
+pub fn text_value(v: &Node) -> Result<String, String> {
+    match &v.value {
         Value::String(s) => Ok(s.clone()),
-        Value::Number(n) => Ok(n.to_string()),
+        Value::Int(_, text) | Value::Float(_, text) => Ok(text.clone()),
         Value::Bool(b) => Ok(b.to_string()),
-        other => Err(format!("expected a string, got {}", describe(other))),
+        _ => Err(format!("expected a string, got {}", describe(v))),
     }
 }
 
 /// A non-negative integer: a YAML integer, or a string of decimal digits (`"10"`).
-pub fn u64_value(v: &Value) -> Result<u64, String> {
-    match v {
-        Value::Number(n) => {
-            if let Some(u) = n.as_u64() {
-                Ok(u)
-            } else if n.as_i64().is_some() {
-                Err(format!(
-                    "`{n}` is negative; expected a non-negative integer"
-                ))
-            } else {
-                Err(format!(
-                    "`{n}` is not an integer; expected a non-negative integer"
-                ))
-            }
-        }
+pub fn u64_value(v: &Node) -> Result<u64, String> {
+    match &v.value {
+        Value::Int(n, text) => match u64::try_from(*n) {
+            Ok(u) => Ok(u),
+            Err(_) if *n < 0 => Err(format!(
+                "`{text}` is negative; expected a non-negative integer"
+            )),
+            Err(_) => Err(format!("`{text}` is too large for a 64-bit integer")),
+        },
+        Value::Float(_, text) => Err(format!(
+            "`{text}` is not an integer; expected a non-negative integer"
+        )),
         Value::String(s) if s.starts_with('-') => Err(format!(
             "`{s}` is negative; expected a non-negative integer"
         )),
         Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s
             .parse()
             .map_err(|_| format!("`{s}` is too large for a 64-bit integer")),
-        other => Err(format!(
+        _ => Err(format!(
             "expected a non-negative integer, got {}",
-            describe(other)
+            describe(v)
         )),
     }
 }
 
 /// A non-negative integer that fits in 32 bits.
-pub fn u32_value(v: &Value) -> Result<u32, String> {
+pub fn u32_value(v: &Node) -> Result<u32, String> {
     let n = u64_value(v)?;
     u32::try_from(n).map_err(|_| format!("`{n}` is too large; the maximum is {}", u32::MAX))
 }
 
 /// A size in bytes: a YAML integer, or digits with a binary suffix (`256kB` = 262144, `1GB`,
 /// `4k`, `2MiB`), parsed by [`scheduler::io_properties::parse_size`].
-pub fn size_value(v: &Value) -> Result<u64, String> {
-    match v {
+pub fn size_value(v: &Node) -> Result<u64, String> {
+    match &v.value {
         Value::String(s) if s.starts_with('-') => {
             Err(format!("`{s}` is negative; expected a size in bytes"))
         }
         Value::String(s) => parse_size(s).map_err(|e| e.to_string()),
-        Value::Number(_) => u64_value(v),
-        other => Err(format!(
+        Value::Int(..) | Value::Float(..) => u64_value(v),
+        _ => Err(format!(
             "expected a size such as `4096` or `256kB`, got {}",
-            describe(other)
+            describe(v)
         )),
     }
 }
 
 /// A duration: the integer `0`, or a string accepted by [`parse_duration`].
-pub fn duration_value(v: &Value) -> Result<Duration, String> {
-    match v {
+pub fn duration_value(v: &Node) -> Result<Duration, String> {
+    match &v.value {
         Value::String(s) => parse_duration(s).map_err(|e| e.to_string()),
-        Value::Number(n) => parse_duration(&n.to_string()).map_err(|e| e.to_string()),
-        other => Err(format!(
+        Value::Int(n, _) => parse_duration(&n.to_string()).map_err(|e| e.to_string()),
+        Value::Float(_, text) => parse_duration(text).map_err(|e| e.to_string()),
+        _ => Err(format!(
             "expected a duration such as `0`, `100us` or `1ms`, got {}",
-            describe(other)
+            describe(v)
         )),
     }
 }
 
 /// A flag: `true`/`false`, or the YAML 1.1 spellings the reference's YAML reader also takes
 /// (`yes`/`no`, `on`/`off`, `y`/`n`, any case).
-pub fn bool_value(v: &Value) -> Result<bool, String> {
-    match v {
+pub fn bool_value(v: &Node) -> Result<bool, String> {
+    match &v.value {
         Value::Bool(b) => Ok(*b),
         Value::String(s) => match s.to_ascii_lowercase().as_str() {
             "true" | "yes" | "on" | "y" => Ok(true),
             "false" | "no" | "off" | "n" => Ok(false),
             _ => Err(format!("expected true or false, got `{s}`")),
         },
-        other => Err(format!("expected true or false, got {}", describe(other))),
+        _ => Err(format!("expected true or false, got {}", describe(v))),
     }
 }
 
@@ -191,8 +190,8 @@ pub fn bool_value(v: &Value) -> Result<bool, String> {
 mod tests {
     use super::*;
 
-    fn yaml(s: &str) -> Value {
-        serde_yaml::from_str(s).unwrap()
+    fn yaml(s: &str) -> Node {
+        scheduler::yaml::load(s, None).unwrap()
     }
 
     #[test]
