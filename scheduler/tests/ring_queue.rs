@@ -91,6 +91,19 @@ fn closed_loop(
     warm: Duration,
     secs: Duration,
 ) -> Vec<u64> {
+    closed_loop_counting_waits(q, classes, warm, secs).0
+}
+
+/// As [`closed_loop`], and counts the polls after which requests were still queued in the
+/// core (waiting for tokens, since the ring has a slot for every request): `(bytes, polls,
+/// polls that left requests queued)`.
+fn closed_loop_counting_waits(
+    q: &mut RingQueue,
+    classes: &[(ClassId, usize, u64)],
+    warm: Duration,
+    secs: Duration,
+) -> (Vec<u64>, u64, u64) {
+    let (mut polls, mut left_queued) = (0u64, 0u64);
     let mut slot_owner = Vec::new();
     let mut next_off = vec![0u64; classes.len()];
     for (ci, &(class, depth, size)) in classes.iter().enumerate() {
@@ -127,6 +140,10 @@ fn closed_loop(
             requeue.push(slot);
         })
         .unwrap();
+        polls += 1;
+        if q.core().queued() > 0 {
+            left_queued += 1;
+        }
         if Instant::now() >= m1 {
             break;
         }
@@ -151,7 +168,7 @@ fn closed_loop(
     while q.pending() > 0 {
         q.poll(true, |_| {}).unwrap();
     }
-    bytes
+    (bytes, polls, left_queued)
 }
 
 fn queue(group: Arc<IoGroup>, f: &TestFile, slots: usize, slot_size: u64) -> RingQueue {
@@ -252,6 +269,7 @@ fn unconfigured_queue_costs_nothing_against_the_engine_alone() {
     let class = q.add_class(ClassConfig::new("only", 100)).unwrap();
     // Rounds alternate which side runs first, so drift in the machine's load cancels out.
     let mut ratios = Vec::new();
+    let (mut polls, mut waits) = (0u64, 0u64);
     for round in 0..7u64 {
         let job = JobSpec {
             direction: Direction::Read,
@@ -270,8 +288,15 @@ fn unconfigured_queue_costs_nothing_against_the_engine_alone() {
                 .unwrap()
                 .bandwidth()
         };
-        let queue_side = |q: &mut RingQueue| {
-            let b = closed_loop(q, &[(class, depth, size)], Duration::from_millis(100), secs);
+        let mut queue_side = |q: &mut RingQueue| {
+            let (b, p, w) = closed_loop_counting_waits(
+                q,
+                &[(class, depth, size)],
+                Duration::from_millis(100),
+                secs,
+            );
+            polls += p;
+            waits += w;
             b[0] as f64 / secs.as_secs_f64()
         };
         let (e, qb) = if round % 2 == 0 {
@@ -295,15 +320,25 @@ fn unconfigured_queue_costs_nothing_against_the_engine_alone() {
         median(&mut ratios),
     );
     println!(
-        "engine alone {:.0} MiB/s, through the unconfigured queue {:.0} MiB/s, median ratio {ratio:.3}",
+        "engine alone {:.0} MiB/s, through the unconfigured queue {:.0} MiB/s, median ratio \
+         {ratio:.3}; {waits} of {polls} polls left requests waiting for tokens",
         e / MIB as f64,
         qb / MIB as f64,
     );
-    // A gross-error bound: the seed's plateau (a queue that throttles itself) cost 40% and
-    // more. The precise goal (≥ 0.97) is bench/queue-vs-engine.sh's: on a shared 2-core
-    // machine another process can take a few percent from one side of a round.
+    // The exact property, whatever else runs on the machine: an unconfigured queue never
+    // holds a request back (the ring has a slot for each), so every poll dispatches all.
+    assert!(polls > 0);
+    assert_eq!(
+        waits, 0,
+        "{waits} of {polls} polls left requests queued in an unconfigured queue"
+    );
+    // A gross-error bound on the cost: the seed's plateau (a queue that throttles itself)
+    // cost 40% and more. The precise goal (≥ 0.97) is bench/queue-vs-engine.sh's. The queue
+    // side spends more CPU per byte than the engine alone, so when other processes take the
+    // machine's 2 cores it loses more (0.75 with a load average of 13): the CPU's share, not
+    // the queue's throttling, which the count above judges.
     assert!(
-        ratio >= 0.9,
+        ratio >= 0.5,
         "the queue costs {:.1}% of bandwidth",
         (1.0 - ratio) * 100.0
     );
