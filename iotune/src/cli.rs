@@ -199,6 +199,79 @@ pub struct Cli {
         value_parser = clap::value_parser!(u64).range(1..=MAX_DURATION_SECS)
     )]
     pub sustained_max: u64,
+
+    /// After the four corners, measure the read/write interference frontier: sequential
+    /// writes paced (open loop) at 25, 50 and 75% of the measured write bandwidth while random
+    /// reads run as fast as the disk allows, and the mirror (random reads paced at 25, 50, 75%
+    /// of the read IOPS, writes flat out). Each point gives the achieved IOPS and bandwidth
+    /// (bytes/s), what the linear model (reads/read_iops + writes/write_bandwidth <= 1)
+    /// predicts, and the read and write p99. The verdict (linear, better than linear,
+    /// duplex-like or worse than linear) goes to stderr and the report; io-properties.yaml is
+    /// unchanged unless --write-mixed-model. Adds 6 points of max(2 s, 5% of --duration) plus
+    /// a ramp of up to 1 s each.
+    #[arg(long)]
+    pub mixed: bool,
+
+    /// With --mixed: write the verdict into io-properties.yaml: `duplex: true` for a
+    /// duplex-like disk, `rate_factor: F` (F < 1, the measured rates stay as they are) when
+    /// the disk delivers less than the linear model promises at some point, so that the model
+    /// is safe at every measured point.
+    #[arg(long = "write-mixed-model")]
+    pub write_mixed_model: bool,
+
+    /// Per random direction, search the highest IOPS whose latency percentile
+    /// (--latency-percentile) stays under this target, milliseconds (more than 0, at most
+    /// 3600000): in-flight depths per shard 1, 2, 4, .. up to the random depth, then bisection;
+    /// every step goes to the report. Printed on stderr beside the throughput-maximal figure.
+    #[arg(long = "latency-target", value_name = "MS", value_parser = parse_latency_target, allow_negative_numbers = true)]
+    pub latency_target: Option<f64>,
+
+    /// The completion-latency percentile --latency-target bounds, percent (more than 0, at
+    /// most 100; 99 = p99).
+    #[arg(long = "latency-percentile", value_name = "P", default_value_t = 99.0, value_parser = parse_percentile, allow_negative_numbers = true, requires = "latency_target")]
+    pub latency_percentile: f64,
+
+    /// Which random IOPS go into io-properties.yaml: `max` (throughput-maximal, the default)
+    /// or `latency-bounded` (the --latency-target figures; needs --latency-target).
+    #[arg(long, value_enum, value_name = "KIND", default_value_t = Rates::Max)]
+    pub rates: Rates,
+}
+
+/// `--rates`: which random IOPS are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Rates {
+    /// The highest IOPS measured (throughput-maximal).
+    Max,
+    /// The highest IOPS whose latency percentile stays under --latency-target.
+    LatencyBounded,
+}
+
+/// Largest `--latency-target`, milliseconds (an hour).
+pub const MAX_LATENCY_TARGET_MS: f64 = 3_600_000.0;
+
+/// `--latency-target`: milliseconds, more than 0, at most an hour.
+fn parse_latency_target(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(ms) if ms.is_finite() && ms > 0.0 && ms <= MAX_LATENCY_TARGET_MS => Ok(ms),
+        Ok(ms) if ms.is_nan() || ms.is_infinite() => {
+            Err(format!("`{text}` is not a finite number of milliseconds"))
+        }
+        Ok(_) => Err(format!(
+            "{text} ms is out of range: give a latency target above 0 ms, at most {MAX_LATENCY_TARGET_MS} ms (e.g. --latency-target 10)"
+        )),
+        Err(_) => Err(format!("`{text}` is not a number of milliseconds (e.g. 10 or 2.5)")),
+    }
+}
+
+/// `--latency-percentile`: percent, more than 0, at most 100.
+fn parse_percentile(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(p) if p > 0.0 && p <= 100.0 => Ok(p),
+        Ok(_) => Err(format!(
+            "{text} is out of range: a percentile above 0, at most 100 (e.g. 99 or 99.9)"
+        )),
+        Err(_) => Err(format!("`{text}` is not a percentile (e.g. 99 or 99.9)")),
+    }
 }
 
 /// Most shards (`--smp`).
@@ -327,6 +400,39 @@ mod tests {
         };
         assert!(sustained("0").is_err() && sustained("86401").is_err());
         assert!(sustained("86400").is_ok());
+    }
+
+    /// Issue 10: a latency target of 0 or below, a percentile out of (0, 100], an unknown
+    /// --rates value and a lone --latency-percentile are refused at parse time (exit 2).
+    #[test]
+    fn latency_options_are_bounded() {
+        let args = |extra: &[&str]| {
+            let mut v = vec!["iotune", "--evaluation-directory", "/x"];
+            v.extend_from_slice(extra);
+            Cli::try_parse_from(v)
+        };
+        for bad in [
+            &["--latency-target", "0"][..],
+            &["--latency-target", "-5"],
+            &["--latency-target", "NaN"],
+            &["--latency-target", "3600001"],
+            &["--latency-target", "ten"],
+            &["--latency-target", "5", "--latency-percentile", "0"],
+            &["--latency-target", "5", "--latency-percentile", "100.5"],
+            &["--latency-percentile", "99"],
+            &["--rates", "fastest"],
+        ] {
+            let e = args(bad).expect_err(&format!("{bad:?} was accepted"));
+            assert_eq!(e.exit_code(), 2, "{bad:?}");
+        }
+        let e = args(&["--latency-target", "-5"]).unwrap_err().to_string();
+        assert!(e.contains("above 0 ms"), "{e}");
+        let ok = args(&["--latency-target", "0.5", "--latency-percentile", "100"]).unwrap();
+        assert_eq!(
+            (ok.latency_target, ok.latency_percentile),
+            (Some(0.5), 100.0)
+        );
+        assert_eq!(args(&[]).unwrap().rates, Rates::Max);
     }
 
     #[test]

@@ -195,9 +195,30 @@ pub fn frontier(f: &Frontier) -> (Series, Series) {
     )
 }
 
-/// The frontiers a disk's report holds (`--mixed`); none without it.
-pub fn frontiers(_disk: &DiskReport) -> Vec<Frontier> {
-    Vec::new()
+/// The frontiers a disk's report holds (`--mixed`: random read IOPS against sequential write
+/// bandwidth, each over its solo figure); none without it.
+pub fn frontiers(disk: &DiskReport) -> Vec<Frontier> {
+    let Some(m) = &disk.mixed else {
+        return Vec::new();
+    };
+    let c = &m.corners;
+    if c.read_iops <= 0.0 || c.write_bandwidth <= 0.0 {
+        return Vec::new();
+    }
+    vec![Frontier {
+        title: format!(
+            "random reads of {} B against sequential writes of {} B: {}",
+            c.read_request_size, c.write_request_size, m.summary
+        ),
+        points: m
+            .points
+            .iter()
+            .map(|p| FrontierPoint {
+                read: p.read_iops / c.read_iops,
+                write: p.write_bandwidth / c.write_bandwidth,
+            })
+            .collect(),
+    }]
 }
 
 /// "123 µs", "1.2 ms", "2.5 s".
@@ -936,6 +957,7 @@ mod tests {
             sustained: None,
             device_requests: Vec::new(),
             served: None,
+            latency_ns: None,
         }
     }
 

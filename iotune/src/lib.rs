@@ -7,6 +7,8 @@
 
 pub mod fio_jobs;
 pub mod html;
+pub mod latency_model;
+pub mod mixed_model;
 pub mod plausibility;
 pub mod report;
 pub mod stats;

@@ -3,6 +3,9 @@
 
 mod cli;
 mod disk_lock;
+mod extras;
+mod latency_target;
+mod mixed;
 mod options;
 mod phases;
 mod progress;
@@ -169,7 +172,7 @@ fn run(opts: Options) -> Result<()> {
     if opts.fs_check {
         return Ok(());
     }
-    let yaml = properties.to_yaml();
+    let yaml = mixed::properties_yaml(&properties);
     match &opts.properties_file {
         Some(path) => {
             println!("Writing result to {}", path.display());
@@ -391,6 +394,9 @@ fn measure(
             m.depth_sweep(direction, size)?;
         }
     }
+    // Issue 10: what runs after the corners on request (--mixed, --latency-target).
+    let disk = m.report.disks.last_mut().expect("pushed by prepare");
+    extras::after_corners(&mut m.cal, &mut results, disk)?;
     m.finish(results).map(Some)
 }
 
@@ -513,6 +519,8 @@ fn prepare(
         depth_sweeps: Vec::new(),
         cached_figures: Vec::new(),
         plausibility: Vec::new(),
+        mixed: None,
+        latency_targets: Vec::new(),
     });
     if opts.fs_check {
         println!(
@@ -709,13 +717,16 @@ impl Measurement<'_> {
         self.save()
     }
 
-    /// Records the results and the cached figures; returns the io-properties entry.
+    /// Records the results and the cached figures; returns the io-properties entry (with
+    /// `--write-mixed-model`, the frontier's `duplex` / `rate_factor` in it).
     fn finish(mut self, results: Results) -> Result<DiskProperties> {
-        let properties = results.properties.clone();
+        let mut properties = results.properties.clone();
         let cached = std::mem::take(&mut self.cached_figures);
+        let write_mixed_model = self.opts.write_mixed_model;
         let disk = self.disk();
         disk.results = Some(results);
         disk.cached_figures = cached;
+        extras::apply(disk, write_mixed_model, &mut properties);
         self.save()?;
         Ok(properties)
     }

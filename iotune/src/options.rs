@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use crate::cli::{Cli, OptionsFormat, Saturation};
+use crate::cli::{Cli, OptionsFormat, Rates, Saturation};
 
 /// The run's settings after validation.
 #[derive(Debug, Clone)]
@@ -48,6 +48,23 @@ pub struct Options {
     pub depth_sweep_write: bool,
     /// `--sustained`: the longest measured time per phase (None = fixed windows).
     pub sustained_max: Option<Duration>,
+    /// `--mixed`: measure the read/write interference frontier after the four corners.
+    pub mixed: bool,
+    /// `--write-mixed-model`: write `duplex` / `rate_factor` from the frontier's verdict.
+    pub write_mixed_model: bool,
+    /// `--latency-target` with its percentile.
+    pub latency_target: Option<LatencyTarget>,
+    /// `--rates latency-bounded`: write the latency-bounded random IOPS instead of the maximum.
+    pub latency_bounded_rates: bool,
+}
+
+/// `--latency-target MS --latency-percentile P`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LatencyTarget {
+    /// The bound, milliseconds.
+    pub target_ms: f64,
+    /// The percentile it bounds, percent (99 = p99).
+    pub percentile: f64,
 }
 
 /// Per-phase in-flight overrides (per shard).
@@ -138,6 +155,18 @@ impl Options {
                 );
             }
         }
+        if cli.write_mixed_model && !cli.mixed {
+            bail!(
+                "--write-mixed-model needs --mixed: the duplex / rate_factor it writes come from \
+                 the mixed frontier; add --mixed, or drop --write-mixed-model"
+            );
+        }
+        if cli.rates == Rates::LatencyBounded && cli.latency_target.is_none() {
+            bail!(
+                "--rates latency-bounded needs --latency-target MS: the latency-bounded rates are \
+                 searched for that target; add e.g. --latency-target 10, or use --rates max"
+            );
+        }
         let mut dirs: Vec<PathBuf> = Vec::new();
         for d in cli.evaluation_directory {
             if !dirs.contains(&d) {
@@ -183,6 +212,13 @@ impl Options {
             sustained_max: cli
                 .sustained
                 .then_some(Duration::from_secs(cli.sustained_max)),
+            mixed: cli.mixed,
+            write_mixed_model: cli.write_mixed_model,
+            latency_target: cli.latency_target.map(|target_ms| LatencyTarget {
+                target_ms,
+                percentile: cli.latency_percentile,
+            }),
+            latency_bounded_rates: cli.rates == Rates::LatencyBounded,
         })
     }
 
@@ -255,6 +291,14 @@ mod tests {
             ),
             (&["--file-size", "1M"][..], "--file-size"),
             (
+                &["--write-mixed-model"][..],
+                "--write-mixed-model needs --mixed",
+            ),
+            (
+                &["--rates", "latency-bounded"][..],
+                "--rates latency-bounded needs --latency-target",
+            ),
+            (
                 &["--get-best-iops-with-buffer-sizes", &["4k"; 17].join(",")][..],
                 "at most 16",
             ),
@@ -262,6 +306,32 @@ mod tests {
             let e = opts(args).unwrap_err().to_string();
             assert!(e.contains(needle), "{args:?}: {e}");
         }
+    }
+
+    #[test]
+    fn mixed_and_latency_options() {
+        let o = opts(&[]).unwrap();
+        assert!(!o.mixed && !o.write_mixed_model && o.latency_target.is_none());
+        assert!(!o.latency_bounded_rates);
+        let o = opts(&[
+            "--mixed",
+            "--write-mixed-model",
+            "--latency-target",
+            "2.5",
+            "--latency-percentile",
+            "99.9",
+            "--rates",
+            "latency-bounded",
+        ])
+        .unwrap();
+        assert!(o.mixed && o.write_mixed_model && o.latency_bounded_rates);
+        assert_eq!(
+            o.latency_target,
+            Some(LatencyTarget {
+                target_ms: 2.5,
+                percentile: 99.9
+            })
+        );
     }
 
     #[test]

@@ -560,6 +560,30 @@ impl<'a> Calibration<'a> {
         })
     }
 
+    /// Random IOPS in one direction at `size` with `depth` in flight per shard, all shards,
+    /// a `ramp` then `window` measured (a dropped phase, for searches like --latency-target).
+    #[allow(clippy::too_many_arguments)]
+    pub fn random_at_depth(
+        &mut self,
+        direction: Direction,
+        size: u64,
+        depth: usize,
+        ramp: Duration,
+        window: Duration,
+        name: &str,
+        report: &mut DiskReport,
+    ) -> Result<Outcome> {
+        self.region_check(size)?;
+        let ends = self.written_end.clone();
+        self.run(
+            name,
+            self.shards(),
+            |i| random_job(direction, size, depth, ends[i], ramp, window),
+            true,
+            report,
+        )
+    }
+
     /// Bytes of written data summed over shards.
     pub fn working_set(&self) -> u64 {
         self.written_end.iter().sum()
@@ -585,6 +609,7 @@ fn seq_job(
         sequential_start: start,
         ramp,
         measure,
+        rate: None,
     }
 }
 

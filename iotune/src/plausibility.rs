@@ -375,6 +375,7 @@ mod tests {
             sustained: None,
             device_requests: Vec::new(),
             served: None,
+            latency_ns: None,
         }
     }
 

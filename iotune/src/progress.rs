@@ -50,6 +50,14 @@ impl PhaseProgress {
         }
     }
 
+    /// Clears the bar and prints `line` on stderr, on a terminal or not.
+    pub fn finish_with_line(self, line: &str) {
+        if let Some(b) = self.bar {
+            b.finish_and_clear();
+        }
+        eprintln!("iotune: {line}");
+    }
+
     /// Clears the bar; off a terminal, prints `summary` as one line on stderr.
     pub fn finish(self, summary: &str) {
         match self.bar {

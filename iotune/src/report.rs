@@ -97,6 +97,12 @@ pub struct DiskReport {
     /// shard, ...), each with what to do; recomputed after every phase.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub plausibility: Vec<Implausible>,
+    /// `--mixed`: the read/write interference frontier and its verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mixed: Option<crate::mixed_model::MixedReport>,
+    /// `--latency-target`: the latency-bounded random IOPS per direction, every search step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub latency_targets: Vec<crate::latency_model::LatencySearch>,
 }
 
 /// An io-properties figure that came from a cache, not from the disk.
@@ -193,6 +199,10 @@ pub struct PhaseReport {
     /// from a cache, `more`: other I/O or read-modify-write, `unverified` with a `reason`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub served: Option<Served>,
+    /// Completion latency of every shard's measured requests, nanoseconds (for percentiles
+    /// other than those in `total.latency`; not in the JSON).
+    #[serde(skip)]
+    pub latency_ns: Option<hdrhistogram::Histogram<u64>>,
 }
 
 /// How a `--sustained` phase ended.
@@ -319,6 +329,7 @@ impl PhaseReport {
             sustained: None,
             device_requests: Vec::new(),
             served: None,
+            latency_ns: Some(all),
         }
     }
 }

@@ -43,6 +43,7 @@ fn fill(kind: EngineKind, f: &TestFile) {
             sequential_start: 0,
             ramp: Duration::ZERO,
             measure,
+            rate: None,
         };
         let r = engine::run_job(kind, f.fd(), &job, 1, &AtomicBool::new(false)).expect("fill");
         if r.written_end >= FILE {
@@ -79,6 +80,7 @@ fn main() {
             sequential_start: 0,
             ramp: Duration::from_millis(200),
             measure: secs,
+            rate: None,
         };
         let user0 = process_user_cpu();
         let r = engine::run_job(

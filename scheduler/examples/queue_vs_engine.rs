@@ -70,6 +70,7 @@ fn fill(f: &TestFile) {
             sequential_start: 0,
             ramp: Duration::ZERO,
             measure,
+            rate: None,
         };
         let r = engine::run_job(EngineKind::Uring, f.fd(), &job, 1, &AtomicBool::new(false))
             .expect("fill pass");
@@ -91,6 +92,7 @@ fn engine_run(f: &TestFile, secs: Duration, seed: u64) -> Run {
         sequential_start: 0,
         ramp: RAMP,
         measure: secs,
+        rate: None,
     };
     let cpu0 = thread_cpu();
     let r = engine::run_job(

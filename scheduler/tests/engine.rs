@@ -44,6 +44,7 @@ fn job(direction: Direction, pattern: Pattern, size: u64, depth: usize, len: u64
         sequential_start: 0,
         ramp: Duration::from_millis(200),
         measure: Duration::from_millis(1300),
+        rate: None,
     }
 }
 
@@ -477,5 +478,57 @@ fn closed_loop_writes_carry_unique_stamps() {
                 sequences.len()
             );
         }
+    }
+}
+
+/// A paced job issues requests on its schedule: never more than the rate allows (plus the
+/// slots armed at the start), and, on a device far faster than the rate, not much fewer.
+#[test]
+fn paced_jobs_keep_their_rate() {
+    for (dir, _guard) in dirs() {
+        for kind in kinds() {
+            let f = TestFile::create_unlinked(&dir, 8 * MIB).expect("test file");
+            let stop = AtomicBool::new(false);
+            for (rate, depth) in [(400.0, 4), (2000.0, 16)] {
+                let mut j = job(Direction::Read, Pattern::Random, 4096, depth, 8 * MIB);
+                j.ramp = Duration::ZERO;
+                j.measure = Duration::from_secs(2);
+                j.rate = Some(rate);
+                let plans = [ShardPlan { file: &f, job: j }];
+                let r = engine::run_shards(kind, &plans, &stop, &mut |_| {})
+                    .expect("paced read")
+                    .remove(0);
+                let want = rate * 2.0;
+                println!(
+                    "{kind} {dir:?}: paced at {rate}/s x {depth}: {} requests in 2 s",
+                    r.requests
+                );
+                assert!(
+                    r.requests as f64 <= want + depth as f64 + 1.0,
+                    "{kind} {dir:?}: {} requests, the rate allows {want}",
+                    r.requests
+                );
+                assert!(
+                    r.requests as f64 >= 0.8 * want,
+                    "{kind} {dir:?}: only {} of {want} paced requests",
+                    r.requests
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_bad_rate_is_an_invalid_job() {
+    let d = tempfile::tempdir().unwrap();
+    let f = TestFile::create_unlinked(d.path(), MIB).unwrap();
+    let stop = AtomicBool::new(false);
+    for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        let mut j = job(Direction::Read, Pattern::Random, 4096, 1, MIB);
+        j.rate = Some(bad);
+        let plans = [ShardPlan { file: &f, job: j }];
+        let e = engine::run_shards(EngineKind::Threads, &plans, &stop, &mut |_| {})
+            .expect_err("a bad rate was accepted");
+        assert!(e.to_string().contains("paced rate"), "{e}");
     }
 }

@@ -54,6 +54,7 @@ fn written_file(dir: &std::path::Path) -> TestFile {
         sequential_start: 0,
         ramp: Duration::ZERO,
         measure: Duration::from_millis(300),
+        rate: None,
     };
     let stop = AtomicBool::new(false);
     let r = engine::run_job(kind(), f.fd(), &job, 1, &stop).unwrap();
@@ -280,6 +281,7 @@ fn unconfigured_queue_costs_nothing_against_the_engine_alone() {
             sequential_start: 0,
             ramp: Duration::from_millis(100),
             measure: secs,
+            rate: None,
         };
         let engine_side = || {
             engine::run_job(kind(), f.fd(), &job, round, &stop)

@@ -200,7 +200,7 @@ fn every_job_type_and_option() {
     // rate, whatever the machine does; below it, only a collapse is an error here: with other
     // processes on the 2 cores ticks come late (515.8 was seen), so the lower bound is gross.
     assert!(
-        iops <= 1.1 * 800.0 && iops >= 0.25 * 800.0,
+        (0.25 * 800.0..=1.1 * 800.0).contains(&iops),
         "rps job: {iops} IOPS, expected at most 800 and not a collapse"
     );
     let ap = job(&s, 1, "append");
@@ -382,6 +382,7 @@ fn unconfigured_scheduler_does_not_throttle_sequential_reads() {
         sequential_start: 0,
         ramp: Duration::from_millis(200),
         measure: Duration::from_secs(2),
+        rate: None,
     };
     let alone = |round| {
         engine::run_job(kind, f.fd(), &spec, round, &stop)

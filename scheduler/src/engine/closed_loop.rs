@@ -125,6 +125,17 @@ fn threads_job(
                             let wait_start = thread_runqueue_wait();
                             // Stamps stay unique across the threads: each counts in its own range.
                             let first_sequence = (w as u64 + 1) << 40;
+                            let per_worker;
+                            let job = match job.rate {
+                                Some(rate) => {
+                                    per_worker = JobSpec {
+                                        rate: Some(rate / depth as f64),
+                                        ..job.clone()
+                                    };
+                                    &per_worker
+                                }
+                                None => job,
+                            };
                             let rec = if sequential {
                                 let next = || {
                                     shared
@@ -240,6 +251,10 @@ fn run_loop(
     ];
     // Slots to arm this turn: every one at first, then those reaped in the last batch.
     let mut free: Vec<usize> = (0..ring.slots()).collect();
+    // Paced jobs: free slots wait here for their request's due time.
+    let mut pace = job.rate.map(|rate| Pace::new(rate, now));
+    let mut idle: Vec<usize> = Vec::new();
+    let mut done = false;
     let mut sequence = first_sequence;
     let mut error: Option<EngineError> = None;
     // Completions are published to `signals.live` at most once a millisecond (and at the end):
@@ -248,6 +263,12 @@ fn run_loop(
     let (mut published, mut next_publish) = (0, now);
 
     loop {
+        if let Some(p) = &mut pace {
+            idle.append(&mut free);
+            while !done && !idle.is_empty() && p.due(now) {
+                free.extend(idle.pop());
+            }
+        }
         for &slot in &free {
             let offset = next_offset();
             let stamped = if write {
@@ -279,10 +300,30 @@ fn run_loop(
             }
         }
         free.clear();
+        let waiting = pace
+            .as_ref()
+            .filter(|_| !done && !idle.is_empty() && error.is_none());
         if ring.in_flight() == 0 {
-            break;
+            let Some(p) = waiting else { break };
+            // Nothing in flight: sleep until the next request is due (in slices, to see a
+            // stop or an early finish), then arm it.
+            let nap = p.until(Instant::now()).min(Duration::from_millis(10));
+            std::thread::sleep(nap);
+            now = Instant::now();
+            now_ns = rec.ns(now);
+            if now < end && signals.live.finish.load(Ordering::Relaxed) {
+                rec.cut(now);
+                end = now;
+            }
+            done = now >= end
+                || signals.stop.load(Ordering::Relaxed)
+                || signals.halt.load(Ordering::Relaxed);
+            continue;
         }
-        ring.submit_and_wait(1)?;
+        match waiting {
+            Some(p) => ring.submit_and_wait_timeout(1, Some(p.until(Instant::now())))?,
+            None => ring.submit_and_wait(1)?,
+        }
         now = Instant::now();
         if now < end && signals.live.finish.load(Ordering::Relaxed) {
             rec.cut(now);
@@ -292,6 +333,7 @@ fn run_loop(
             || error.is_some()
             || signals.stop.load(Ordering::Relaxed)
             || signals.halt.load(Ordering::Relaxed);
+        done |= stopping;
         // Where the batch falls in the job, once for all its completions.
         let at = rec.moment(now);
         now_ns = at.ns;
@@ -325,6 +367,39 @@ fn run_loop(
     match error {
         Some(e) => Err(e),
         None => Ok(rec),
+    }
+}
+
+/// The schedule of a paced job: one request due every `1 / rate` seconds.
+struct Pace {
+    interval: Duration,
+    next: Instant,
+}
+
+impl Pace {
+    fn new(rate: f64, start: Instant) -> Pace {
+        Pace {
+            interval: Duration::from_secs_f64(1.0 / rate),
+            next: start,
+        }
+    }
+
+    /// True when a request is due at `now`; it is then counted as issued. A backlog (all slots
+    /// were busy) is caught up by at most one second's worth of requests.
+    fn due(&mut self, now: Instant) -> bool {
+        if self.next > now {
+            return false;
+        }
+        if let Some(late) = now.checked_sub(Duration::from_secs(1)) {
+            self.next = self.next.max(late);
+        }
+        self.next += self.interval;
+        true
+    }
+
+    /// Time from `now` until the next request is due (zero when one is due).
+    fn until(&self, now: Instant) -> Duration {
+        self.next.saturating_duration_since(now)
     }
 }
 

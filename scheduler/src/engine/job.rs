@@ -41,6 +41,12 @@ pub struct JobSpec {
     /// Time over which completions are counted.
     #[serde(with = "secs_f64")]
     pub measure: Duration,
+    /// Paced (open-loop) issue rate, requests per second for this job: requests leave on a
+    /// fixed schedule, at most `in_flight` outstanding (a request due while all are busy leaves
+    /// as soon as one completes, so a stall is caught up, by at most one second's worth).
+    /// `None`: closed loop, every completion is replaced at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
 }
 
 /// Completions in one whole second of the measured window.
@@ -382,6 +388,7 @@ mod tests {
             sequential_start: 8192 + 2 * 4096,
             ramp: Duration::ZERO,
             measure: Duration::from_secs(1),
+            rate: None,
         }
     }
 

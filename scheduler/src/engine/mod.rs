@@ -366,6 +366,13 @@ fn validate(job: &JobSpec) -> Result<(), EngineError> {
             job.region_len, job.request_size
         )));
     }
+    if let Some(rate) = job.rate {
+        if !(rate.is_finite() && rate >= 1e-3) {
+            return Err(EngineError::InvalidJob(format!(
+                "paced rate {rate} requests/s must be finite and at least 0.001"
+            )));
+        }
+    }
     if job.measure.is_zero() {
         return Err(EngineError::InvalidJob(
             "measured window must be longer than zero".into(),
