@@ -568,7 +568,7 @@ fn measure(
         disk!().depth_sweeps.push(sweep);
         save(report)?;
     }
-    extras::after_corners(&mut cal, &mut results, disk!())?;
+    extras::after_corners(&mut cal, &mut results, disk!(), &mut cached_figures)?;
     disk!().results = Some(results.clone());
     disk!().cached_figures = cached_figures;
     save(report)?;
