@@ -8,14 +8,20 @@ use scheduler::Direction;
 use crate::latency_target;
 use crate::mixed::{self, Corners};
 use crate::phases::{as_rate, Calibration};
-use crate::report::{DiskReport, Results};
+use crate::report::{CachedFigure, DiskReport, Results};
 
 /// Runs what the options ask for after the corners, records it in `report`, and with `--rates latency-bounded` puts the latency-bounded IOPS
 /// into `results`.
+///
+/// A figure these phases write (`--write-mixed-model`, `--rates latency-bounded`) must have
+/// been served by the disk like the corners': phases a cache served are added to `cached`,
+/// which refuses the file as it does for the corners (unless `--allow-cached`). Figures that
+/// are only reported keep the warning each such phase printed.
 pub fn after_corners(
     cal: &mut Calibration<'_>,
     results: &mut Results,
     report: &mut DiskReport,
+    cached: &mut Vec<CachedFigure>,
 ) -> Result<()> {
     let opts = cal.opts;
     if opts.mixed {
@@ -25,7 +31,11 @@ pub fn after_corners(
             read_request_size: results.random_read_request_size,
             write_request_size: opts.sequential_write_size,
         };
-        report.mixed = Some(mixed::measure(cal, corners, report)?);
+        let mut served_by_cache = Vec::new();
+        report.mixed = Some(mixed::measure(cal, corners, report, &mut served_by_cache)?);
+        if opts.write_mixed_model {
+            cached.extend(served_by_cache);
+        }
     }
     if let Some(target) = opts.latency_target {
         for (direction, size, max) in [
@@ -40,7 +50,19 @@ pub fn after_corners(
                 results.properties.write_iops,
             ),
         ] {
-            let s = latency_target::search(cal, direction, size, max as f64, target, report)?;
+            let mut served_by_cache = Vec::new();
+            let s = latency_target::search(
+                cal,
+                direction,
+                size,
+                max as f64,
+                target,
+                report,
+                &mut served_by_cache,
+            )?;
+            if opts.latency_bounded_rates {
+                cached.extend(served_by_cache);
+            }
             if opts.latency_bounded_rates {
                 let iops = as_rate(s.latency_bounded_iops);
                 match direction {

@@ -14,7 +14,7 @@ use scheduler::Direction;
 
 use crate::options::LatencyTarget;
 use crate::phases::Calibration;
-use crate::report::DiskReport;
+use crate::report::{CachedFigure, DiskReport};
 
 /// Most steps per direction (the doubling and bisection together).
 pub const MAX_STEPS: usize = 10;
@@ -63,7 +63,8 @@ pub fn best(steps: &[Step]) -> Option<Step> {
 }
 
 /// Searches `direction` at request size `size`; `max_iops` is the corner's figure, printed
-/// beside the result.
+/// beside the result. Steps a cache served (the served-by-the-disk check of each step) go
+/// into `cached`, as the io-properties `figure` they would stand for.
 pub fn search(
     cal: &mut Calibration<'_>,
     direction: Direction,
@@ -71,6 +72,7 @@ pub fn search(
     max_iops: f64,
     target: LatencyTarget,
     report: &mut DiskReport,
+    cached: &mut Vec<CachedFigure>,
 ) -> Result<LatencySearch> {
     let top = match direction {
         Direction::Read => cal.depths.random_read,
@@ -82,7 +84,12 @@ pub fn search(
     let mut steps: Vec<Step> = Vec::new();
     while let Some(depth) = next_depth(&steps, top) {
         let name = format!("latency target {} {size} x {depth}", direction.name());
-        cal.random_at_depth(direction, size, depth, ramp, window, &name, report)?;
+        let outcome = cal.random_at_depth(direction, size, depth, ramp, window, &name, report)?;
+        let figure = match direction {
+            Direction::Read => "read_iops",
+            Direction::Write => "write_iops",
+        };
+        cached.extend(outcome.cached_figure(figure, &name));
         let phase = report.phases.last().expect("just run");
         let percentile_us = phase
             .latency_ns

@@ -396,7 +396,7 @@ fn measure(
     }
     // Issue 10: what runs after the corners on request (--mixed, --latency-target).
     let disk = m.report.disks.last_mut().expect("pushed by prepare");
-    extras::after_corners(&mut m.cal, &mut results, disk)?;
+    extras::after_corners(&mut m.cal, &mut results, disk, &mut m.cached_figures)?;
     m.finish(results).map(Some)
 }
 

@@ -15,8 +15,8 @@ use scheduler::engine::{self, JobResult, JobSpec, Pattern, ShardPlan};
 use scheduler::io_properties::{DiskProperties, IoProperties};
 use scheduler::Direction;
 
-use crate::phases::Calibration;
-use crate::report::{DiskReport, PhaseReport};
+use crate::phases::{cached_figure, Calibration};
+use crate::report::{CachedFigure, DiskReport, PhaseReport};
 
 /// Fractions of the paced direction's solo rate the points hold it at.
 pub const PACE_FRACTIONS: [f64; 3] = [0.25, 0.5, 0.75];
@@ -115,6 +115,7 @@ pub fn measure(
     cal: &mut Calibration<'_>,
     corners: Corners,
     report: &mut DiskReport,
+    cached: &mut Vec<CachedFigure>,
 ) -> Result<MixedReport> {
     let started = Instant::now();
     let opts = cal.opts;
@@ -124,7 +125,7 @@ pub fn measure(
     for paced in [Direction::Write, Direction::Read] {
         for fraction in PACE_FRACTIONS {
             points.push(run_point(
-                cal, &corners, paced, fraction, ramp, window, report,
+                cal, &corners, paced, fraction, ramp, window, report, cached,
             )?);
         }
     }
@@ -155,6 +156,8 @@ pub fn measure(
 }
 
 /// Runs one point: both directions on every shard's file at once (2 x shards threads).
+/// Each side gets the served-by-the-disk check; a side a cache served goes into `cached`.
+#[allow(clippy::too_many_arguments)]
 fn run_point(
     cal: &mut Calibration<'_>,
     corners: &Corners,
@@ -163,6 +166,7 @@ fn run_point(
     ramp: Duration,
     window: Duration,
     report: &mut DiskReport,
+    cached: &mut Vec<CachedFigure>,
 ) -> Result<MixedPoint> {
     let shards = cal.files.len();
     let ends = cal.written_end.clone();
@@ -215,6 +219,7 @@ fn run_point(
         fraction * 100.0
     );
     let mut bar = cal.progress.phase(&name, ramp + window);
+    let before = cal.device_counters();
     let mut results: Vec<JobResult> =
         engine::run_shards(cal.kind, &plans, cal.stop, &mut |t| bar.tick(t))
             .with_context(|| format!("{name} failed"))?;
@@ -222,8 +227,16 @@ fn run_point(
     for (i, r) in write_results.iter().enumerate() {
         cal.written_end[i] = cal.written_end[i].max(r.written_end);
     }
-    let read_phase = PhaseReport::new(&format!("{name}: reads"), true, &reads, &results);
-    let write_phase = PhaseReport::new(&format!("{name}: writes"), true, &writes, &write_results);
+    let mut read_phase = PhaseReport::new(&format!("{name}: reads"), true, &reads, &results);
+    let mut write_phase =
+        PhaseReport::new(&format!("{name}: writes"), true, &writes, &write_results);
+    for (phase, jobs, results) in [
+        (&mut read_phase, &reads, &results),
+        (&mut write_phase, &writes, &write_results),
+    ] {
+        let served = cal.check_served(&before, jobs, results, phase, report);
+        cached.extend(cached_figure(&served, "duplex/rate_factor", &phase.name));
+    }
     let p = point(
         corners,
         paced,

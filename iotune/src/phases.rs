@@ -91,12 +91,7 @@ impl Outcome {
 
     /// The io-properties `figure` measured by phase `phase`, when a cache served it.
     pub fn cached_figure(&self, figure: &str, phase: &str) -> Option<CachedFigure> {
-        self.cached().then(|| CachedFigure {
-            figure: figure.to_owned(),
-            phase: phase.to_owned(),
-            fraction: self.served.fraction.unwrap_or(0.0),
-            request_fraction: self.served.request_fraction.unwrap_or(0.0),
-        })
+        cached_figure(&self.served, figure, phase)
     }
 
     /// True when `self` should replace `best` as the figure of a direction: a served figure
@@ -108,6 +103,16 @@ impl Outcome {
             _ => self.iops > best.iops,
         }
     }
+}
+
+/// The io-properties `figure` measured by phase `phase`, when `served` says a cache served it.
+pub fn cached_figure(served: &Served, figure: &str, phase: &str) -> Option<CachedFigure> {
+    (served.verdict == Verdict::Cached).then(|| CachedFigure {
+        figure: figure.to_owned(),
+        phase: phase.to_owned(),
+        fraction: served.fraction.unwrap_or(0.0),
+        request_fraction: served.request_fraction.unwrap_or(0.0),
+    })
 }
 
 impl<'a> Calibration<'a> {
@@ -280,13 +285,13 @@ impl<'a> Calibration<'a> {
 
     /// Counters of every counted device ([`Topology::counted_devices`]: the leaves, a partition
     /// of a plain disk as itself; none without a block device).
-    fn device_counters(&self) -> CounterSnapshot {
+    pub(crate) fn device_counters(&self) -> CounterSnapshot {
         CounterSnapshot::read(Path::new("/sys"), &self.topology.counted_devices())
     }
 
     /// What each counted device served in `direction` since `before`, and the devices whose
     /// counters could not be read before or after.
-    fn device_requests(
+    pub(crate) fn device_requests(
         &self,
         before: &CounterSnapshot,
         direction: Direction,
@@ -331,6 +336,30 @@ impl<'a> Calibration<'a> {
             write_copies: self.topology.write_copies(),
         };
         served::judge(&input, &self.topology.coverage.with_unreadable(unreadable))
+    }
+
+    /// The served-by-the-disk check of one direction of a phase run outside
+    /// [`run`](Self::run) (a mixed point runs both directions at once): fills the phase's
+    /// device counts and verdict, and says what run does when the verdict is not `served`.
+    pub(crate) fn check_served(
+        &mut self,
+        before: &CounterSnapshot,
+        jobs: &[JobSpec],
+        results: &[JobResult],
+        phase: &mut PhaseReport,
+        report: &mut DiskReport,
+    ) -> Served {
+        let (devices, unreadable) = self.device_requests(before, jobs[0].direction);
+        let served = self.served(jobs, results, &devices, &unreadable);
+        phase.device_requests = devices;
+        if let Some(w) = served.warning(&phase.name) {
+            eprintln!("WARN: {w}");
+            report.warnings.push(w);
+        } else if served.verdict == Verdict::Unverified {
+            self.say_unverified(&phase.name.clone(), &served);
+        }
+        phase.served = Some(served.clone());
+        served
     }
 
     /// Says why a phase could not be checked: once per filesystem when no device was found,

@@ -145,6 +145,42 @@ fn btrfs_raid0_over_two_loop_devices() {
         .find(|p| p.name == "random read 512")
         .unwrap();
     assert_eq!(verdict(cached), Verdict::Cached);
+    // The figures of the frontier and of the latency search are guarded the same way when
+    // they are written: every mixed point and latency step has its verdict, and the cached
+    // ones join the refusal.
+    let mut extras = small.clone();
+    extras.extend(
+        [
+            "--mixed",
+            "--write-mixed-model",
+            "--latency-target",
+            "1000",
+            "--rates",
+            "latency-bounded",
+        ]
+        .map(String::from),
+    );
+    let r = iotune_reported(&extras);
+    assert_eq!(r.out.status.code(), Some(1), "{}", r.stderr);
+    assert!(!r.props.exists() && !r.options.exists(), "nothing written");
+    let all = phases("btrfs 512 extras refused", &r);
+    let mixed_read = all
+        .iter()
+        .find(|p| p.name == "mixed: writes paced at 25%: reads")
+        .expect("a mixed point");
+    assert_eq!(verdict(mixed_read), Verdict::Cached);
+    let figures = &r.report.disks[0].cached_figures;
+    assert!(
+        figures.iter().any(|f| f.figure == "duplex/rate_factor"),
+        "{figures:?}"
+    );
+    assert!(
+        figures
+            .iter()
+            .any(|f| f.figure == "read_iops" && f.phase.starts_with("latency target read")),
+        "{figures:?}"
+    );
+    assert!(r.stderr.contains("duplex/rate_factor"), "{}", r.stderr);
     // ... unless --allow-cached, which writes it and says where it came from.
     small.push("--allow-cached".into());
     let r = iotune_reported(&small);
