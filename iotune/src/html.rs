@@ -170,8 +170,10 @@ pub struct FrontierPoint {
 /// on which reads and writes share the disk (read fraction + write fraction = 1).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Frontier {
-    /// e.g. "bandwidth" or "IOPS".
+    /// What was mixed, e.g. "random reads of 4096 B against sequential writes of 1048576 B".
     pub title: String,
+    /// The verdict with its figures, printed under the heading (too long for a caption).
+    pub verdict: String,
     /// The measured points.
     pub points: Vec<FrontierPoint>,
 }
@@ -207,9 +209,10 @@ pub fn frontiers(disk: &DiskReport) -> Vec<Frontier> {
     }
     vec![Frontier {
         title: format!(
-            "random reads of {} B against sequential writes of {} B: {}",
-            c.read_request_size, c.write_request_size, m.summary
+            "random reads of {} B against sequential writes of {} B",
+            c.read_request_size, c.write_request_size
         ),
+        verdict: m.summary.clone(),
         points: m
             .points
             .iter()
@@ -569,10 +572,7 @@ fn frontier_svg(f: &Frontier) -> Result<String> {
             .fold(1.0, f64::max)
             * 1.1;
         let mut chart = ChartBuilder::on(&root)
-            .caption(
-                format!("mixed read/write frontier: {}", f.title),
-                (FONT, 15),
-            )
+            .caption("measured points against the linear model", (FONT, 15))
             .margin(12)
             .x_label_area_size(42)
             .y_label_area_size(60)
@@ -878,7 +878,12 @@ fn disk_section(h: &mut String, disk: &DiskReport) -> Result<()> {
         h.push('\n');
     }
     for f in frontiers(disk) {
-        let _ = writeln!(h, "<h2>Mixed read/write frontier: {}</h2>", esc(&f.title));
+        let _ = writeln!(
+            h,
+            "<h2>Mixed read/write frontier</h2>\n<p>{}. Verdict: {}</p>",
+            esc(&f.title),
+            esc(&f.verdict)
+        );
         h.push_str(&frontier_svg(&f)?);
         h.push('\n');
     }
@@ -1037,6 +1042,7 @@ mod tests {
 
         let f = Frontier {
             title: "bandwidth".into(),
+            verdict: "linear".into(),
             points: vec![
                 FrontierPoint {
                     read: 0.9,
